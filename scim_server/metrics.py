@@ -1,0 +1,22 @@
+"""Prometheus metrics. Labels are bounded sets (method, resource type, status): never ids,
+user names, filters or anything else a client chooses."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "scim_requests", "SCIM HTTP requests served.", ["method", "resource", "status"],
+            registry=self.registry)
+        self.latency = Histogram(
+            "scim_request_duration_seconds", "Time to serve a request, by method and resource.",
+            ["method", "resource"], registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        self.tokens = Gauge("scim_valid_tokens", "Bearer tokens currently accepted.",
+                            registry=self.registry)
+        self.resources = Gauge("scim_resources", "Stored resources, by type.", ["type"],
+                               registry=self.registry)

@@ -1,0 +1,73 @@
+"""Start-up: resolve options, prepare the data folder and token, run uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import sys
+
+import uvicorn
+
+from .app import AppSettings, create_app
+from .auth import TokenStore
+from .logs import setup_logging
+from .storage.sqlite import SqliteStorage
+
+log = logging.getLogger("scim_server")
+
+
+def normalize_base_path(path: str) -> str:
+    path = "/" + path.strip().strip("/")
+    return path if path != "/" else ""
+
+
+def generate_token_file(path: str) -> str:
+    """Write a new 256-bit random token to `path` (mode 0600) and return it."""
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def serve(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    base_path = normalize_base_path(args.base_path)
+    if not (args.db and args.token_files):
+        os.makedirs(args.data_dir, exist_ok=True)
+    db_path = args.db or os.path.join(args.data_dir, "scim.db")
+    token_files = args.token_files or [os.path.join(args.data_dir, "token")]
+    generated = None
+    if not args.token_files and not os.path.exists(token_files[0]):
+        generated = generate_token_file(token_files[0])
+    tokens = TokenStore(token_files)
+    if tokens.count == 0:
+        log.warning("no bearer token is configured: every SCIM request will get 401",
+                    extra={"token_files": token_files})
+
+    display_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    tenant_url = args.public_url or f"http://{display_host}:{args.port}{base_path}"
+    if generated:
+        # Printed once, to the terminal of the person who started the server; never logged.
+        sys.stdout.write(
+            "\nA bearer token was generated for this server.\n"
+            f"  Tenant URL:   {tenant_url}\n"
+            f"  Secret Token: {generated}\n"
+            f"  (stored in {token_files[0]}; it is not shown again)\n\n"
+            f"  curl -H 'Authorization: Bearer <token>' {tenant_url}/Users\n\n")
+        sys.stdout.flush()
+
+    settings = AppSettings(base_path=base_path, public_url=args.public_url,
+                           max_body_bytes=args.max_body_bytes, max_results=args.max_results)
+    app = create_app(settings, lambda: SqliteStorage(db_path, args.durability.upper()), tokens)
+    log.info("starting", extra={"listen": f"{args.host}:{args.port}", "base_path": base_path,
+                                "database": db_path, "tenant_url": tenant_url})
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_config=None, access_log=False,
+        proxy_headers=True, forwarded_allow_ips=args.forwarded_allow_ips,
+        timeout_graceful_shutdown=25, server_header=False, lifespan="on")
+    uvicorn.Server(config).run()
+    log.info("stopped")
+    return 0
