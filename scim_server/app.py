@@ -446,6 +446,11 @@ def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
             detail = exc.detail
         return error_response(ScimError(exc.status_code, detail, headers=exc.headers))
 
+    async def server_error(request: Request, exc: Exception) -> Response:
+        rid = request.scope.get("state", {}).get("request_id", "")
+        return error_response(ScimError(500, "Internal server error; see the server log for "
+                                             f"request {rid}"))
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         svc.storage = storage_factory()
@@ -455,6 +460,7 @@ def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
             svc.storage.close()
 
     app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={ScimError: scim_error, HTTPException: http_error})
+                    exception_handlers={ScimError: scim_error, HTTPException: http_error,
+                                        Exception: server_error})
     app.state.service = svc
     return ObservabilityMiddleware(BearerAuthMiddleware(app, tokens, base), metrics, base)

@@ -102,13 +102,20 @@ class _Engine:
         # Keys are attribute names (RFC) or attribute paths (Entra: "name.givenName",
         # "urn:...:enterprise:2.0:User:department"); both are applied as if each were a path.
         for key, v in value.items():
-            if key.lower() in ("schemas", "id", "meta") and op in ("add", "replace"):
-                continue
-            self.apply(op, key, v)
+            self.apply(op, key, v, in_value=True)
 
-    def apply(self, op: str, path: str, value: object) -> None:
+    def apply(self, op: str, path: str, value: object, in_value: bool = False) -> None:
+        """Apply one operation. `in_value`: `path` is a key of a value object, where (as in a
+        POST body) `schemas`, `id`, `meta` and unknown attributes are ignored."""
+        if in_value and path.lower() in ("schemas", "id", "meta"):
+            return
         pp = parse_patch_path(path)
-        r = resolve(self.rt, pp.attr, "invalidPath")
+        try:
+            r = resolve(self.rt, pp.attr, "invalidPath")
+        except ScimError:
+            if in_value:
+                return
+            raise
         if r.attr is None:  # the whole extension object
             if pp.filter is not None or pp.sub:
                 raise ScimError(400, f"Invalid path {path!r}", "invalidPath")
@@ -145,7 +152,7 @@ class _Engine:
         if not isinstance(value, dict):
             raise bad_request(f"The value for {urn} must be a JSON object")
         for key, v in value.items():
-            self.apply(op, f"{urn}:{key}", v)
+            self.apply(op, f"{urn}:{key}", v, in_value=True)
 
     # -- add / replace ----------------------------------------------------------------------
 

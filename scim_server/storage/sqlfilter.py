@@ -91,7 +91,8 @@ class Compiler:
             sql = _COMMON_COLUMNS.get(key)
             if sql is None:
                 raise _invalid(f"{node.path!r} cannot be filtered on")
-            sql = sql.replace("{resource_type}", self.param(self.rt.name))
+            if "{resource_type}" in sql:
+                sql = sql.replace("{resource_type}", self.param(self.rt.name))
             return self.predicate(Column(sql, sub or attr), node)
         name = attr.name.lower()
         col = _COLUMNS.get((self.rt.name, name, sub.name.lower() if sub else ""))
