@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Union
 
 import orjson
@@ -73,7 +73,9 @@ class PatchPath:
     sub: str | None
 
 
-_TOKEN = re.compile(r"""\s*(?:(?P<punct>[()\[\]])|(?P<string>"(?:[^"\\]|\\.)*")|(?P<word>[^\s()\[\]"]+))""")
+_TOKEN = re.compile(r"""\s*(?:(?P<punct>[()\[\]])
+                         |(?P<string>"(?:[^"\\]|\\.)*")
+                         |(?P<word>[^\s()\[\]"]+))""", re.VERBOSE)
 _SUB_NAME = re.compile(r"\.[A-Za-z$][\w$-]*\Z")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?\Z")
 
@@ -254,7 +256,7 @@ def _closing_bracket(rest: str) -> int:
 
 
 def _split_sub(name: str) -> tuple[str, str | None]:
-    """`name.givenName` -> (`name`, `givenName`); URN prefixes keep their dots (`...:2.0:User:x`)."""
+    """`name.givenName` -> (`name`, `givenName`); a URN prefix keeps its dots (`:2.0:User:x`)."""
     colon = name.rfind(":")
     dot = name.find(".", colon + 1)
     if dot < 0:
@@ -344,12 +346,12 @@ _FRACTION = re.compile(r"(\.\d{6})\d+")
 def parse_datetime(text: str) -> datetime:
     """An RFC 3339 date-time (any fraction length; no offset means UTC) as an aware datetime."""
     dt = datetime.fromisoformat(_FRACTION.sub(r"\1", text.strip()).replace("z", "Z"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def format_datetime(dt: datetime) -> str:
     """The one fixed-width UTC form used for `meta` timestamps, so strings sort as instants."""
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def normalize_datetime(text: str) -> str:

@@ -131,7 +131,7 @@ class _Engine:
         if pp.filter is not None and not attr.multi_valued:
             raise ScimError(400, f"A value filter needs a multi-valued attribute: {path!r}",
                             "invalidPath")
-        if r.common and attr.name != "externalId" or attr.mutability == "readOnly":
+        if (r.common and attr.name != "externalId") or attr.mutability == "readOnly":
             raise ScimError(400, f"Attribute '{attr.name}' is read-only", "mutability")
         if self.rt.name == "Group" and attr.name == "members":
             self.members(op, pp, sub, value)

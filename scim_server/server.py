@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import secrets
@@ -16,6 +17,16 @@ from .logs import setup_logging
 from .storage.sqlite import SqliteStorage
 
 log = logging.getLogger("scim_server")
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self):
+        # uvicorn re-raises SIGTERM once its graceful shutdown is done, so a clean stop would
+        # end with status -15; a completed graceful shutdown exits 0 here instead.
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
 
 def normalize_base_path(path: str) -> str:
@@ -47,7 +58,8 @@ def serve(args: argparse.Namespace) -> int:
         log.warning("no bearer token is configured: every SCIM request will get 401",
                     extra={"token_files": token_files})
 
-    display_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    wildcard = args.host in ("0.0.0.0", "::", "")  # noqa: S104 - naming it, not binding it
+    display_host = "127.0.0.1" if wildcard else args.host
     tenant_url = args.public_url or f"http://{display_host}:{args.port}{base_path}"
     if generated:
         # Printed once, to the terminal of the person who started the server; never logged.
@@ -68,6 +80,6 @@ def serve(args: argparse.Namespace) -> int:
         app, host=args.host, port=args.port, log_config=None, access_log=False,
         proxy_headers=True, forwarded_allow_ips=args.forwarded_allow_ips,
         timeout_graceful_shutdown=25, server_header=False, lifespan="on")
-    uvicorn.Server(config).run()
+    _Server(config).run()
     log.info("stopped")
     return 0

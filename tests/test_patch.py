@@ -16,7 +16,7 @@ def user(client):
 def do(client, user, *ops, status=200):
     r = patch(client, f"/Users/{user['id']}", *ops)
     assert r.status_code == status, r.text
-    return r.json() if status == 200 else r.json()
+    return r.json()
 
 
 def test_replace_simple_and_sub_attribute(client, user):

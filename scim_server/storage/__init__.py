@@ -6,8 +6,9 @@ synchronous; see `SqliteStorage` for why they are called straight from the event
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from ..filters import Node
 from ..patch import MemberChange

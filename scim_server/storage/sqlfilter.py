@@ -115,7 +115,8 @@ class Compiler:
             target = sub or _value_sub(attr, node.path)
             expr = f"json_extract(j.value, '{json_path(target.name)}')" \
                 if attr.sub_attributes else "j.value"
-            return f"EXISTS (SELECT 1 FROM {each} j WHERE {self.predicate(Column(expr, target), node)})"
+            cond = self.predicate(Column(expr, target), node)
+            return f"EXISTS (SELECT 1 FROM {each} j WHERE {cond})"
         if attr.type == "complex" and sub is None:
             if isinstance(node, Present):
                 return f"(json_type(r.data, '{json_path(*container, attr.name)}') = 'object')"
@@ -159,7 +160,8 @@ class Compiler:
         container = () if r.schema is self.rt.core else (r.schema.id,)
         path = json_path(*container, attr.name)
         if attr.multi_valued:
-            inner = _Inner(self, attr, lambda sub: f"json_extract(j.value, '{json_path(sub.name)}')")
+            inner = _Inner(self, attr,
+                           lambda sub: f"json_extract(j.value, '{json_path(sub.name)}')")
             return f"EXISTS (SELECT 1 FROM json_each(r.data, '{path}') j WHERE " \
                    f"{inner.compile(node.inner)})"
         inner = _Inner(self, attr, lambda sub: f"json_extract(r.data, '{path}.\"{sub.name}\"')")

@@ -17,7 +17,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 
@@ -82,7 +82,7 @@ _CHUNK = 500  # stays well below SQLite's bound-parameter limit
 
 
 def _now() -> str:
-    return format_datetime(datetime.now(timezone.utc))
+    return format_datetime(datetime.now(UTC))
 
 
 def _index_columns(rt: ResourceType, doc: dict) -> dict:

@@ -1,0 +1,76 @@
+"""The filter and PATCH-path parser, as pure functions."""
+
+import pytest
+
+from scim_server.errors import ScimError
+from scim_server.filters import (
+    And,
+    Compare,
+    Not,
+    Or,
+    PatchPath,
+    Present,
+    ValuePath,
+    normalize_datetime,
+    parse_filter,
+    parse_patch_path,
+)
+
+
+def test_and_binds_tighter_than_or():
+    assert parse_filter('a eq "1" or b eq "2" and c pr') == Or(
+        Compare("a", "eq", "1"), And(Compare("b", "eq", "2"), Present("c")))
+
+
+def test_parentheses_not_and_value_paths():
+    assert parse_filter('not (a eq 1) and emails[type eq "work" and value co "@x"]') == And(
+        Not(Compare("a", "eq", 1)),
+        ValuePath("emails", And(Compare("type", "eq", "work"), Compare("value", "co", "@x"))))
+
+
+def test_literals_and_escapes():
+    assert parse_filter('x eq "a \\"b\\" \\\\ c"') == Compare("x", "eq", 'a "b" \\ c')
+    assert parse_filter("x eq true").value is True
+    assert parse_filter("x eq null").value is None
+    assert parse_filter("x gt 1.5e2").value == 150.0
+    assert parse_filter('x EQ "(a)-[b]"') == Compare("x", "eq", "(a)-[b]")
+
+
+def test_urn_qualified_attribute_keeps_its_dots():
+    f = parse_filter('urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value '
+                     'eq "m"')
+    assert f.path == "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value"
+
+
+@pytest.mark.parametrize("text", ["", "a", "a eq", 'a eq "x" b', "(a pr", "a[b pr", "not a pr",
+                                  'a eq "x" and', "eq eq \"x\"", "a eq b", '"x" eq a'])
+def test_malformed_filters(text):
+    with pytest.raises(ScimError) as e:
+        parse_filter(text)
+    assert e.value.status == 400 and e.value.scim_type == "invalidFilter"
+
+
+def test_depth_limit():
+    with pytest.raises(ScimError):
+        parse_filter("(" * 200 + "a pr" + ")" * 200)
+
+
+def test_patch_paths():
+    assert parse_patch_path("name.givenName") == PatchPath("name", None, "givenName")
+    assert parse_patch_path('emails[type eq "work"].value') == PatchPath(
+        "emails", Compare("type", "eq", "work"), "value")
+    assert parse_patch_path('members[value eq "a]b"]') == PatchPath(
+        "members", Compare("value", "eq", "a]b"), None)
+    assert parse_patch_path(
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value") == PatchPath(
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", None, "value")
+    for bad in ["emails[type eq", 'emails[type eq "w"]x', "a b", '[x eq "1"]']:
+        with pytest.raises(ScimError) as e:
+            parse_patch_path(bad)
+        assert e.value.scim_type == "invalidPath"
+
+
+def test_datetimes_normalise_to_one_instant():
+    assert normalize_datetime("2015-10-10T14:38:21.8617979-07:00") == \
+        "2015-10-10T21:38:21.861797Z"
+    assert normalize_datetime("2015-10-10T21:38:21Z") == "2015-10-10T21:38:21.000000Z"
