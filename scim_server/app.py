@@ -356,8 +356,7 @@ class ObservabilityMiddleware:
             path = scope["path"]
             resource = _resource_label(path, self.base_path)
             method = scope["method"]
-            self.metrics.requests.labels(method, resource, str(status)).inc()
-            self.metrics.latency.labels(method, resource).observe(elapsed)
+            self.metrics.observe(method, resource, status, elapsed)
             if path not in _QUIET or status >= 400:
                 log.info("request", extra={
                     "request_id": rid, "method": method, "path": path, "status": status,

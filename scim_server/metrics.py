@@ -20,3 +20,16 @@ class Metrics:
                             registry=self.registry)
         self.resources = Gauge("scim_resources", "Stored resources, by type.", ["type"],
                                registry=self.registry)
+        self._children: dict[tuple, tuple] = {}
+
+    def observe(self, method: str, resource: str, status: int, seconds: float) -> None:
+        """Count one request. Label children are cached: `labels()` costs a lock and a tuple
+        build per call, which is measurable at thousands of requests per second."""
+        key = (method, resource, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(method, resource, str(status)),
+                self.latency.labels(method, resource))
+        children[0].inc()
+        children[1].observe(seconds)

@@ -3,8 +3,9 @@
 Indexed columns serve the attributes Entra matches on (`userName`, `externalId`, `displayName`,
 `emails.value`, `id`, `active`, `meta.*`); every other attribute is read from the stored JSON with
 SQLite's JSON functions, multi-valued ones through `json_each`. Nothing is filtered in Python.
-Every predicate is wrapped so that an absent attribute yields false rather than NULL, which keeps
-`not (...)` two-valued as RFC 7644 expects.
+A comparison with an absent attribute yields NULL, which WHERE, AND and OR treat exactly like
+false; only `not (...)` and `ne` need a definite false, so only they wrap their operand in
+COALESCE. Comparisons stay bare elsewhere, which is what lets SQLite use the indexes.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class Compiler:
         if isinstance(node, Or):
             return f"({self.compile(node.left)} OR {self.compile(node.right)})"
         if isinstance(node, Not):
-            return f"(NOT {self.compile(node.inner)})"
+            return f"(NOT COALESCE({self.compile(node.inner)}, 0))"
         if isinstance(node, ValuePath):
             return self.value_path(node)
         r = resolve(self.rt, node.path, "invalidFilter")
@@ -173,7 +174,7 @@ class Compiler:
         attr, expr = col.attr, col.sql
         if isinstance(node, Present):
             if attr.type in ("string", "reference", "binary"):
-                return f"COALESCE({expr} <> '', 0)"
+                return f"({expr} <> '')"
             return f"({expr} IS NOT NULL)"
         op, value = node.op, node.value
         if value is None:
@@ -188,7 +189,7 @@ class Compiler:
             if not isinstance(value, bool) or op not in ("eq", "ne"):
                 raise _invalid(f"{node.path!r} is a boolean: use eq or ne with true or false")
             p = self.param(1 if value else 0)
-            return f"COALESCE({expr} = {p}, 0)" if op == "eq" else f"NOT COALESCE({expr} = {p}, 0)"
+            return f"({expr} = {p})" if op == "eq" else f"(NOT COALESCE({expr} = {p}, 0))"
         if attr.type in ("integer", "decimal"):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise _invalid(f"{node.path!r} is a number: compare it with a number")
@@ -219,7 +220,7 @@ class Compiler:
             sql = f"substr({expr}, -length({p})) = {self.param(value)}"
         else:
             sql = f"{expr} {_ORDER_OPS[op]} {p}"
-        return f"NOT COALESCE({sql}, 0)" if op == "ne" else f"COALESCE({sql}, 0)"
+        return f"(NOT COALESCE({sql}, 0))" if op == "ne" else f"({sql})"
 
 
 class _Inner:
@@ -236,7 +237,7 @@ class _Inner:
         if isinstance(node, Or):
             return f"({self.compile(node.left)} OR {self.compile(node.right)})"
         if isinstance(node, Not):
-            return f"(NOT {self.compile(node.inner)})"
+            return f"(NOT COALESCE({self.compile(node.inner)}, 0))"
         if isinstance(node, ValuePath):
             raise _invalid("Value filters cannot be nested")
         name = node.path
