@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -82,7 +81,7 @@ MIGRATIONS: tuple[str, ...] = (
 _TABLE = {"User": "users", "Group": "groups"}
 _UNIQUE = {"User": ("userName", "user_name_fold"), "Group": ("displayName", "display_name_fold")}
 _CHUNK = 500  # stays well below SQLite's bound-parameter limit
-_WAL_LIMIT = 32 * 1024 * 1024  # past this, the writer itself resets the WAL (rare, brief)
+_WAL_LIMIT = 16 * 1024 * 1024  # the WAL file is truncated back to this size after a reset
 
 
 def new_id() -> str:
@@ -112,43 +111,34 @@ def _index_columns(rt: ResourceType, doc: dict) -> dict:
     return cols
 
 
+def _email_keys(doc: dict) -> set[str]:
+    return {fold(e["value"]) for e in doc.get("emails") or ()
+            if isinstance(e, dict) and isinstance(e.get("value"), str)}
+
+
 class SqliteStorage:
     def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
         self.path = path
         self.synchronous = synchronous
         self._commits = 0
+        self._checkpointed = 0
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                   cached_statements=256)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.execute("PRAGMA cache_size=-65536")  # KiB: a tenant's whole database, typically
         self.db.create_function("scim_fold", 1, fold, deterministic=True)
         self._migrate()
-        # Checkpoints copy the WAL into the database and fsync; done inline they stall the one
-        # request that crosses the threshold (the p99). A background thread with its own
-        # connection does them instead, PASSIVE so it never blocks a writer. Under a steady
-        # stream of writes a PASSIVE checkpoint never finds the WAL idle enough to restart it,
-        # so the writer bounds it itself (`_bound_wal`).
-        self.db.execute("PRAGMA wal_autocheckpoint=0")
+        # Checkpoints copy the WAL into the database and fsync. The app calls `checkpoint()`
+        # when no request is in flight, so under Entra's bursty traffic no request pays for
+        # one. Under a load that never pauses, SQLite's automatic checkpoint takes over, kept
+        # small (256 pages) so the request that triggers it waits ~1 ms, not ~5. (Measured: a
+        # background checkpoint thread competed with the request thread for the CPU and
+        # could never restart the WAL under steady writes, so the WAL grew without bound.)
+        self.db.execute("PRAGMA wal_autocheckpoint=256")
         self.db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
-        self._stop = threading.Event()
-        self._checkpointer = threading.Thread(target=self._checkpoint_loop,
-                                              name="sqlite-checkpoint", daemon=True)
-        self._checkpointer.start()
-
-    def _checkpoint_loop(self, interval: float = 0.2) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute(f"PRAGMA synchronous={self.synchronous}")
-        try:
-            while not self._stop.wait(interval):
-                try:
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                except sqlite3.Error as e:
-                    log.warning("WAL checkpoint failed", extra={"error": str(e)})
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        finally:
-            db.close()
 
     def _migrate(self) -> None:
         with self._tx():
@@ -173,20 +163,17 @@ class SqliteStorage:
             raise
         self.db.execute("COMMIT")
         self._commits += 1
-        if self._commits % 64 == 0:
-            self._bound_wal()
 
-    def _bound_wal(self) -> None:
-        try:
-            size = os.path.getsize(self.path + "-wal")
-        except OSError:
-            return
-        if size > _WAL_LIMIT:
-            self.db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+    def checkpoint(self) -> bool:
+        """Copy committed WAL frames into the database, if there are any. Call when idle."""
+        if self._commits == self._checkpointed:
+            return False
+        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        self._checkpointed = self._commits
+        return True
 
     def close(self) -> None:
-        self._stop.set()
-        self._checkpointer.join(timeout=30)
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         self.db.close()
 
     def count(self, rt: ResourceType) -> int:
@@ -277,34 +264,39 @@ class SqliteStorage:
                             "uniqueness")
 
     def _write_row(self, rt: ResourceType, id: str, doc: dict, created: str, version: int,
-                   insert: bool) -> Stored:
-        now = created if insert else _now()
+                   old: dict | None) -> Stored:
+        """Insert (`old` is None) or update a row. An update sets only the indexed columns
+        whose value changed: every index named in an UPDATE is rewritten, and each rewritten
+        index page is another 4 KiB in the WAL and in the next checkpoint."""
+        now = created if old is None else _now()
         cols = _index_columns(rt, doc)
-        data = orjson.dumps(doc).decode()
-        cols.update(id=id, created=created, last_modified=now, version=version, data=data)
+        if old is not None:
+            before = _index_columns(rt, old)
+            cols = {k: v for k, v in cols.items() if before.get(k) != v}
+        cols.update(last_modified=now, version=version, data=orjson.dumps(doc).decode())
         table = _TABLE[rt.name]
         try:
-            if insert:
-                names = ", ".join(cols)
-                self.db.execute(f"INSERT INTO {table} ({names}) VALUES "
+            if old is None:
+                cols.update(id=id, created=created)
+                self.db.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
                                 f"({', '.join('?' * len(cols))})", tuple(cols.values()))
             else:
-                sets = ", ".join(f"{k} = ?" for k in cols if k != "id")
-                self.db.execute(f"UPDATE {table} SET {sets} WHERE id = ?",
-                                (*(v for k, v in cols.items() if k != "id"), id))
+                sets = ", ".join(f"{k} = ?" for k in cols)
+                self.db.execute(f"UPDATE {table} SET {sets} WHERE id = ?", (*cols.values(), id))
         except sqlite3.IntegrityError:
             attr = _UNIQUE[rt.name][0]
             raise ScimError(409, f"{attr} {doc[attr]!r} is already in use", "uniqueness") \
                 from None
         if rt.name == "User":
-            self._write_emails(id, doc, insert)
+            self._write_emails(id, doc, old)
         return Stored(id, doc, created, now, version)
 
-    def _write_emails(self, id: str, doc: dict, insert: bool) -> None:
-        if not insert:
+    def _write_emails(self, id: str, doc: dict, old: dict | None) -> None:
+        values = _email_keys(doc)
+        if old is not None:
+            if _email_keys(old) == values:
+                return
             self.db.execute("DELETE FROM user_emails WHERE user_id = ?", (id,))
-        values = {fold(e["value"]) for e in doc.get("emails") or ()
-                  if isinstance(e, dict) and isinstance(e.get("value"), str)}
         if values:
             self.db.executemany("INSERT INTO user_emails (user_id, value_fold) VALUES (?, ?)",
                                 [(id, v) for v in values])
@@ -321,7 +313,7 @@ class SqliteStorage:
         with self._tx():
             self._check_unique(rt, doc, None)
             now = _now()
-            res = self._write_row(rt, new_id(), doc, now, 1, insert=True)
+            res = self._write_row(rt, new_id(), doc, now, 1, None)
             if rt.name == "Group":
                 self._apply_members(res.id, [MemberChange("add", members=members or [])])
                 self._load_related(rt, [res])
@@ -334,7 +326,7 @@ class SqliteStorage:
         with self._tx():
             cur = self._current(rt, id, if_match)
             self._check_unique(rt, doc, id)
-            res = self._write_row(rt, id, doc, cur.created, cur.version + 1, insert=False)
+            res = self._write_row(rt, id, doc, cur.created, cur.version + 1, cur.doc)
             if rt.name == "Group":
                 self._apply_members(id, [MemberChange("replace", members=members or [])])
             self._load_related(rt, [res])
@@ -349,7 +341,7 @@ class SqliteStorage:
                 res = cur  # nothing changed: keep version and lastModified
             else:
                 self._check_unique(rt, doc, id)
-                res = self._write_row(rt, id, doc, cur.created, cur.version + 1, insert=False)
+                res = self._write_row(rt, id, doc, cur.created, cur.version + 1, cur.doc)
                 if changes:
                     self._apply_members(id, changes)
             if with_related:
