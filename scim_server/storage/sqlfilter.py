@@ -57,6 +57,17 @@ _COMMON_COLUMNS = {
 }
 
 
+def _logic(node: Node, leaf) -> str:
+    """and / or / not over `leaf`, which compiles everything else."""
+    if isinstance(node, And):
+        return f"({_logic(node.left, leaf)} AND {_logic(node.right, leaf)})"
+    if isinstance(node, Or):
+        return f"({_logic(node.left, leaf)} OR {_logic(node.right, leaf)})"
+    if isinstance(node, Not):
+        return f"(NOT COALESCE({_logic(node.inner, leaf)}, 0))"
+    return leaf(node)
+
+
 _ORDER_OPS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 
@@ -72,12 +83,9 @@ class Compiler:
     # -- tree -------------------------------------------------------------------------------
 
     def compile(self, node: Node) -> str:
-        if isinstance(node, And):
-            return f"({self.compile(node.left)} AND {self.compile(node.right)})"
-        if isinstance(node, Or):
-            return f"({self.compile(node.left)} OR {self.compile(node.right)})"
-        if isinstance(node, Not):
-            return f"(NOT COALESCE({self.compile(node.inner)}, 0))"
+        return _logic(node, self.leaf)
+
+    def leaf(self, node: Compare | Present | ValuePath) -> str:
         if isinstance(node, ValuePath):
             return self.value_path(node)
         r = resolve(self.rt, node.path, "invalidFilter")
@@ -232,12 +240,9 @@ class _Inner:
         self.column = column
 
     def compile(self, node: Node) -> str:
-        if isinstance(node, And):
-            return f"({self.compile(node.left)} AND {self.compile(node.right)})"
-        if isinstance(node, Or):
-            return f"({self.compile(node.left)} OR {self.compile(node.right)})"
-        if isinstance(node, Not):
-            return f"(NOT COALESCE({self.compile(node.inner)}, 0))"
+        return _logic(node, self.leaf)
+
+    def leaf(self, node: Compare | Present | ValuePath) -> str:
         if isinstance(node, ValuePath):
             raise _invalid("Value filters cannot be nested")
         name = node.path
