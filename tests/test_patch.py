@@ -161,3 +161,12 @@ def test_patch_if_match(client, user):
     r = patch(client, f"/Users/{user['id']}", {"op": "replace", "path": "title", "value": "x"},
               headers={"If-Match": user["meta"]["version"]})
     assert r.status_code == 200
+
+
+def test_attribute_names_in_paths_are_case_insensitive(client, user):
+    body = do(client, user, {"op": "Replace", "path": "NAME.GIVENNAME", "value": "Zed"},
+              {"op": "REPLACE", "path": 'EMAILS[TYPE eq "work"].VALUE', "value": "z@x.com"},
+              {"op": "add", "path": f"{ENTERPRISE.upper()}:DEPARTMENT", "value": "Up"})
+    assert body["name"]["givenName"] == "Zed"
+    assert body["emails"][0] == {"type": "work", "value": "z@x.com", "primary": True}
+    assert body[ENTERPRISE]["department"] == "Up"
