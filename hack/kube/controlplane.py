@@ -1,0 +1,258 @@
+"""A real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager.
+
+Used by the pytest fixture in tests/kube/ and by `make dev-cluster` for a person:
+
+    python hack/kube/controlplane.py up [--dir DIR]    # start, print `export KUBECONFIG=...`
+    python hack/kube/controlplane.py down [--dir DIR]  # stop and remove DIR
+
+The binaries come from hack/kube/build.sh (built from the Go module proxy, cached outside the
+repository). Everything runs in one folder: keys, a static admin token (group system:masters),
+the API server's self-signed serving certificate, each component's log and a kubeconfig.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CONTROLLERS = ("garbage-collector-controller,namespace-controller,deployment-controller,"
+               "replicaset-controller,serviceaccount-controller")
+
+
+def binaries_dir(build: bool = False) -> Path | None:
+    """The folder holding the four binaries (None if not built); `build` builds them first,
+    which takes tens of minutes on a new machine."""
+    if os.environ.get("KUBE_BINS_DIR"):
+        return Path(os.environ["KUBE_BINS_DIR"])
+    args = [str(HERE / "build.sh")] + ([] if build else ["--check"])
+    r = subprocess.run(args, stdout=subprocess.PIPE, text=True,
+                       stderr=None if build else subprocess.DEVNULL)
+    if r.returncode != 0:
+        if build:
+            raise RuntimeError("hack/kube/build.sh failed")
+        return None
+    return Path(r.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ControlPlane:
+    def __init__(self, bins: Path, workdir: Path) -> None:
+        self.bins = bins
+        self.dir = workdir
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.token = ""
+        self.api_port = 0
+        self.etcd_port = 0
+
+    # -- paths ------------------------------------------------------------------------------
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.dir / "admin.kubeconfig"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.dir / "pki" / "apiserver.crt"
+
+    def log(self, name: str) -> Path:
+        return self.dir / f"{name}.log"
+
+    def logs(self, tail: int = 60) -> str:
+        """The last lines of each component's log, for a failing test to show."""
+        out = []
+        for name in ("etcd", "kube-apiserver", "kube-controller-manager"):
+            p = self.log(name)
+            if p.exists():
+                lines = p.read_text(errors="replace").splitlines()[-tail:]
+                out.append(f"--- {name} ({p}) ---\n" + "\n".join(lines))
+        return "\n".join(out)
+
+    # -- start / stop -----------------------------------------------------------------------
+
+    def _spawn(self, name: str, args: list[str], detach: bool) -> None:
+        with open(self.log(name), "ab") as log:
+            self.procs[name] = subprocess.Popen(
+                [str(self.bins / name), *args], stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, cwd=self.dir, start_new_session=detach)
+
+    def _wait(self, what: str, check, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            for name, p in self.procs.items():
+                if p.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {p.returncode} while waiting for "
+                                       f"{what}\n{self.logs()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {what}\n{self.logs()}")
+            time.sleep(0.1)
+
+    def start(self, detach: bool = False) -> ControlPlane:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "pki").mkdir(exist_ok=True)
+        sa_key = self.dir / "pki" / "sa.key"
+        subprocess.run(["openssl", "genrsa", "-out", str(sa_key), "2048"], check=True,
+                       capture_output=True)
+        self.token = secrets.token_urlsafe(32)
+        tokens = self.dir / "pki" / "tokens.csv"
+        tokens.write_text(f'{self.token},admin,admin-uid,"system:masters"\n')
+        os.chmod(tokens, 0o600)
+
+        self.etcd_port, peer = free_port(), free_port()
+        self._spawn("etcd", [
+            "--name=test", f"--data-dir={self.dir / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
+            f"--advertise-client-urls=http://127.0.0.1:{self.etcd_port}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-cluster=test=http://127.0.0.1:{peer}",
+            "--unsafe-no-fsync", "--log-level=warn",
+        ], detach)
+        self._wait("etcd /health", lambda: self._get(
+            f"http://127.0.0.1:{self.etcd_port}/health") == 200)
+
+        self.api_port = free_port()
+        self._spawn("kube-apiserver", [
+            f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={self.api_port}", f"--cert-dir={self.dir / 'pki'}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            f"--service-account-issuer=https://127.0.0.1:{self.api_port}",
+            f"--service-account-key-file={sa_key}",
+            f"--service-account-signing-key-file={sa_key}",
+            "--authorization-mode=RBAC", f"--token-auth-file={tokens}",
+            "--allow-privileged=true", "--profiling=false",
+        ], detach)
+        self._wait("kube-apiserver /readyz",
+                   lambda: self.ca_file.exists() and self._get(f"{self.server}/readyz") == 200)
+        self._write_kubeconfig()
+
+        self._spawn("kube-controller-manager", [
+            f"--kubeconfig={self.kubeconfig}", f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--leader-elect=false", f"--controllers={CONTROLLERS}",
+            "--use-service-account-credentials=false", "--bind-address=127.0.0.1",
+            f"--secure-port={free_port()}", f"--service-account-private-key-file={sa_key}",
+            f"--root-ca-file={self.ca_file}", "--profiling=false",
+        ], detach)
+        # The namespace controller is running once `default`'s ServiceAccount exists
+        # (the serviceaccount controller started with it).
+        self._wait("kube-controller-manager", lambda: self._get(
+            f"{self.server}/api/v1/namespaces/default/serviceaccounts/default") == 200)
+        (self.dir / "state.json").write_text(json.dumps({
+            "pids": {n: p.pid for n, p in self.procs.items()}, "server": self.server}))
+        return self
+
+    def stop(self, remove: bool = True) -> None:
+        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
+            p = self.procs.get(name)
+            if p and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        if remove:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _ssl(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def _get(self, url: str) -> int:
+        req = urllib.request.Request(url)
+        if url.startswith("https"):
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            ctx = self._ssl() if url.startswith("https") else None
+            with urllib.request.urlopen(req, timeout=2, context=ctx) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except (OSError, ssl.SSLError):
+            return 0
+
+    def _write_kubeconfig(self) -> None:
+        config = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "test",
+            "clusters": [{"name": "test", "cluster": {
+                "server": self.server, "certificate-authority": str(self.ca_file)}}],
+            "users": [{"name": "admin", "user": {"token": self.token}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
+        }
+        self.kubeconfig.write_text(json.dumps(config, indent=2))
+        os.chmod(self.kubeconfig, 0o600)
+
+
+def _down(workdir: Path) -> None:
+    state = workdir / "state.json"
+    if state.exists():
+        pids = json.loads(state.read_text())["pids"]
+        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
+            pid = pids.get(name)
+            if pid is None:
+                continue
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="A local Kubernetes control plane for development.")
+    ap.add_argument("command", choices=["up", "down"])
+    ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "joyn-scim-dev-cluster"))
+    args = ap.parse_args()
+    workdir = Path(args.dir)
+    if args.command == "down":
+        _down(workdir)
+        print(f"stopped; removed {workdir}")
+        return 0
+    if (workdir / "state.json").exists():
+        print(f"already running in {workdir}; stop it with: make dev-cluster-down",
+              file=sys.stderr)
+        return 1
+    cp = ControlPlane(binaries_dir(build=True), workdir).start(detach=True)
+    print(f"control plane running: {cp.server} (logs in {workdir})\n"
+          f"export KUBECONFIG={cp.kubeconfig}\n"
+          f"{cp.bins / 'kubectl'} get namespaces\n"
+          "stop it with: make dev-cluster-down")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

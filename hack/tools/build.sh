@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Build helm, kubeconform and kind from the Go module proxy at the versions pinned in this
+# folder's go.mod, into a cache folder outside the repository keyed by those versions. Does
+# nothing when they are already there. Prints the folder on stdout; `--check` never builds.
+#   KUBE_BINS_CACHE  cache root (default: ${XDG_CACHE_HOME:-~/.cache}/joyn-scim/kube-bins)
+set -euo pipefail
+cd "$(dirname "$0")"
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
+version() { sed -n "s#^\s*$1 \(v[0-9.]*\).*#\1#p" go.mod; }
+HELM=$(version helm.sh/helm/v3); KUBECONFORM=$(version github.com/yannh/kubeconform)
+KIND=$(version sigs.k8s.io/kind)
+ROOT=${KUBE_BINS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/joyn-scim/kube-bins}
+OUT="$ROOT/tools-helm-$HELM-kubeconform-$KUBECONFORM-kind-$KIND"
+if [ -x "$OUT/helm" ] && [ -x "$OUT/kubeconform" ] && [ -x "$OUT/kind" ]; then
+  echo "$OUT"
+  exit 0
+fi
+[ "${1:-}" = "--check" ] && { echo "not built yet: $OUT" >&2; exit 1; }
+TMP="$OUT.partial.$$"
+mkdir -p "$TMP"
+trap 'rm -rf "$TMP"' EXIT
+echo "building helm $HELM, kubeconform $KUBECONFORM, kind $KIND into $OUT" >&2
+go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM" \
+  -o "$TMP/helm" helm.sh/helm/v3/cmd/helm >&2
+go build -trimpath -ldflags "-s -w" -o "$TMP/kubeconform" github.com/yannh/kubeconform/cmd/kubeconform >&2
+go build -trimpath -ldflags "-s -w" -o "$TMP/kind" sigs.k8s.io/kind >&2
+rm -rf "$OUT"
+mv "$TMP" "$OUT"
+trap - EXIT
+echo "$OUT"
