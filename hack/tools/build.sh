@@ -22,7 +22,7 @@ trap 'rm -rf "$TMP"' EXIT
 echo "building helm $HELM, kubeconform $KUBECONFORM, kind $KIND into $OUT" >&2
 go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM" \
   -o "$TMP/helm" helm.sh/helm/v3/cmd/helm >&2
-go build -trimpath -ldflags "-s -w" -o "$TMP/kubeconform" github.com/yannh/kubeconform/cmd/kubeconform >&2
+go build -trimpath -ldflags "-s -w -X main.version=$KUBECONFORM" -o "$TMP/kubeconform" github.com/yannh/kubeconform/cmd/kubeconform >&2
 go build -trimpath -ldflags "-s -w" -o "$TMP/kind" sigs.k8s.io/kind >&2
 rm -rf "$OUT"
 mv "$TMP" "$OUT"

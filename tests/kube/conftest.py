@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,8 @@ class Kube:
 
     def __init__(self, cp: ControlPlane, token: str | None = None) -> None:
         self.cp = cp
-        self.http = httpx.Client(base_url=cp.server, verify=str(cp.ca_file), timeout=30,
+        self.http = httpx.Client(base_url=cp.server, timeout=30,
+                                 verify=ssl.create_default_context(cafile=str(cp.ca_file)),
                                  headers={"Authorization": f"Bearer {token or cp.token}"})
 
     def request(self, method: str, path: str, **kw) -> httpx.Response:

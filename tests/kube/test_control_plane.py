@@ -70,7 +70,7 @@ def widgets(kube):
         crd = kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
                        f"widgets.{GROUP}").json()
         return any(c["type"] == "Established" and c["status"] == "True"
-                   for c in crd.get("status", {}).get("conditions", []))
+                   for c in (crd.get("status") or {}).get("conditions") or [])
 
     eventually(established, what="the CRD to be Established")
     return f"/apis/{GROUP}/v1"
