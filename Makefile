@@ -7,10 +7,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean kube-bins dev-cluster dev-cluster-down kind-up kind-down test-e2e
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/conformance/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	npm ci --prefix tests/conformance --no-audit --no-fund --silent  # newman
 	touch $@
 
 demo: $(STAMP)  ## run the SCIM server on http://127.0.0.1:8080/scim/v2 (prints a token once)

@@ -309,6 +309,25 @@ _RESOURCES = frozenset({"Users", "Groups", "Schemas", "ResourceTypes", "ServiceP
 _QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
+_CANONICAL_SEGMENTS = {r.lower(): r for r in _RESOURCES}
+_SLASHES = re.compile(r"//+")
+
+
+def normalize_path(path: str, base_path: str) -> str:
+    """`/scim/v2//users/` -> `/scim/v2/Users`: a Tenant URL typed with a trailing slash, and
+    clients that lower-case endpoint names (Microsoft's own test collection does), still
+    reach the right endpoint instead of a 404."""
+    path = _SLASHES.sub("/", path)
+    if len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/") or "/"
+    if base_path and path.startswith(base_path + "/"):
+        head, sep, rest = path[len(base_path) + 1:].partition("/")
+        canonical = _CANONICAL_SEGMENTS.get(head.lower())
+        if canonical and canonical != head:
+            path = f"{base_path}/{canonical}{sep}{rest}"
+    return path
+
+
 def _resource_label(path: str, base_path: str) -> str:
     if path.startswith(base_path):
         head = path[len(base_path):].lstrip("/").split("/", 1)[0]
@@ -340,6 +359,9 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = normalize_path(scope["path"], self.base_path)
+        if path != scope["path"]:
+            scope = {**scope, "path": path, "raw_path": path.encode()}
         rid = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
         rid = rid.decode() if rid and _REQUEST_ID.match(rid) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid

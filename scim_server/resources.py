@@ -8,6 +8,7 @@ Values are kept exactly as sent (no reformatting); unknown attributes are droppe
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -172,6 +173,9 @@ def canonical_single(attr: Attribute, value: object, where: str) -> object:
 
 # --- output -----------------------------------------------------------------------------------
 
+_VALUE_FILTER = re.compile(r"\[[^\]]*\]")
+
+
 @dataclass(frozen=True)
 class Projection:
     """`attributes` / `excludedAttributes` (RFC 7644 §3.4.2.5), resolved once per request."""
@@ -186,7 +190,9 @@ class Projection:
                 return None
             out = set()
             for raw in text.split(","):
-                raw = raw.strip()
+                # `emails[type eq "work"]` is not RFC syntax here, but Microsoft's test
+                # collection sends it: it selects the attribute, as `emails` does.
+                raw = _VALUE_FILTER.sub("", raw).strip()
                 if not raw:
                     continue
                 try:
