@@ -20,7 +20,13 @@ import orjson
 
 from .errors import ScimError, bad_request
 from .filters import And, Compare, Node, Or, PatchPath, matches, parse_patch_path
-from .resources import canonical_resource, canonical_single, canonical_value, resolve
+from .resources import (
+    canonical_resource,
+    canonical_single,
+    canonical_value,
+    coerce_complex,
+    resolve,
+)
 from .schemas import PATCH_OP, Attribute, ResourceType
 
 _IGNORED_ON_ELEMENT_EMPTINESS = frozenset({"type", "primary"})
@@ -116,6 +122,10 @@ class _Engine:
             if in_value:
                 return
             raise
+        if r.attr is None and pp.sub and pp.filter is None:
+            # The legacy form `urn:...:enterprise:2.0:User.department` (behaviour doc §3.4).
+            self.apply(op, f"{r.schema.id}:{pp.sub}", value, in_value)
+            return
         if r.attr is None:  # the whole extension object
             if pp.filter is not None or pp.sub:
                 raise ScimError(400, f"Invalid path {path!r}", "invalidPath")
@@ -129,8 +139,17 @@ class _Engine:
             if sub is None:
                 raise ScimError(400, f"Unknown attribute {path!r}", "invalidPath")
         if pp.filter is not None and not attr.multi_valued:
-            raise ScimError(400, f"A value filter needs a multi-valued attribute: {path!r}",
-                            "invalidPath")
+            if attr.type != "complex":
+                raise ScimError(400, f"A value filter needs a complex attribute: {path!r}",
+                                "invalidPath")
+            # `remove manager[value eq "id"]` (§3.9): acts only if the current value matches.
+            container = self.doc if r.schema is self.rt.core else self.doc.get(r.schema.id, {})
+            current = container.get(attr.name)
+            if not (isinstance(current, dict) and matches(pp.filter, current, attr)):
+                if op == "remove":
+                    return
+                raise ScimError(400, f"No value matches {path!r}", "noTarget")
+            pp = PatchPath(pp.attr, None, pp.sub)
         if (r.common and attr.name != "externalId") or attr.mutability == "readOnly":
             raise ScimError(400, f"Attribute '{attr.name}' is read-only", "mutability")
         if self.rt.name == "Group" and attr.name == "members":
@@ -166,10 +185,13 @@ class _Engine:
                     parent = container[name] = {}
                 parent[sub.name] = _single(sub, value, f"{name}.{sub.name}")
             elif attr.type == "complex":
+                reference = not isinstance(value, dict)  # "id" or [{"value": "id"}]
+                value = coerce_complex(attr, value)
                 if not isinstance(value, dict):
                     raise bad_request(f"The value for '{name}' must be a JSON object")
                 parent = container.get(name)
-                if not isinstance(parent, dict):
+                if not isinstance(parent, dict) or reference:
+                    # A new reference replaces the old one whole: no stale `$ref` is kept.
                     parent = container[name] = {}
                 _merge(parent, attr, value, name)
             else:

@@ -49,6 +49,12 @@ def resolve(rt: ResourceType, raw: str, error_type: str) -> Resolved:
         attr = COMMON_ATTRS.get(name.lower())
         common = attr is not None
     attr = attr or schema.attr(name)
+    if attr is None and schema is rt.core:
+        # Entra names some extension attributes bare (`"path": "manager"`); a name that only
+        # one extension defines can only mean that one.
+        found = [(s, a) for s in rt.extensions if (a := s.attr(name)) is not None]
+        if len(found) == 1:
+            schema, attr = found[0]
     if attr is None:
         raise ScimError(400, f"Unknown attribute {raw!r}", error_type)
     sub = None
@@ -137,13 +143,27 @@ def canonical_value(attr: Attribute, value: object, where: str) -> object:
     return canonical_single(attr, value, where)
 
 
+def coerce_complex(attr: Attribute, value: object) -> object:
+    """Entra sends enterprise `manager` as "id" or as [{"value": "id"}] (behaviour doc §3.9):
+    for a single-valued complex attribute with a `value`, both mean {"value": "id"}."""
+    if attr.multi_valued or attr.sub("value") is None:
+        return value
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return {"value": value} if isinstance(value, str) else value
+
+
 def canonical_single(attr: Attribute, value: object, where: str) -> object:
     t = attr.type
     if t == "complex":
+        value = coerce_complex(attr, value)
         if not isinstance(value, dict):
             raise bad_request(f"Attribute '{where}' must be a JSON object")
         return canonical_object(attr.sub_attributes, attr.sub, value, where) or None
     if t in ("string", "reference", "binary"):
+        if attr.accepts_numbers and isinstance(value, (int, float)) and \
+                not isinstance(value, bool):
+            return value  # kept as sent, so Entra reads back exactly what it wrote
         if not isinstance(value, str):
             raise bad_request(f"Attribute '{where}' must be a string")
         return value

@@ -35,6 +35,8 @@ class Attribute:
     canonical_values: tuple[str, ...] = ()
     reference_types: tuple[str, ...] = ()
     sub_attributes: tuple[Attribute, ...] = ()
+    # A custom attribute an Entra admin may have declared Integer: a JSON number is accepted.
+    accepts_numbers: bool = False
     by_name: dict[str, Attribute] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -212,8 +214,8 @@ ENTERPRISE_SCHEMA = Schema(ENTERPRISE_USER, "EnterpriseUser", "Enterprise User",
 ))
 
 JOYN_SCHEMA = Schema(JOYN_USER, "JoynFsmUser", "Joyn FSM user attributes", (
-    _s("xid", "The user's external identifier in Joyn FSM."),
-    _s("joynFieldId", "The user's field identifier in Joyn FSM."),
+    _s("xid", "The user's external identifier in Joyn FSM.", accepts_numbers=True),
+    _s("joynFieldId", "The user's field identifier in Joyn FSM.", accepts_numbers=True),
 ))
 
 ALL_SCHEMAS: tuple[Schema, ...] = (USER_SCHEMA, GROUP_SCHEMA, ENTERPRISE_SCHEMA, JOYN_SCHEMA)

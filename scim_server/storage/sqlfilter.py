@@ -129,7 +129,7 @@ class Compiler:
         if attr.type == "complex" and sub is None:
             if isinstance(node, Present):
                 return f"(json_type(r.data, '{json_path(*container, attr.name)}') = 'object')"
-            raise _invalid(f"{node.path!r} is complex: compare one of its sub-attributes")
+            sub = _value_sub(attr, node.path)  # `manager eq "id"` compares manager.value
         names = (*container, attr.name, *((sub.name,) if sub else ()))
         return self.predicate(Column(f"json_extract(r.data, '{json_path(*names)}')",
                                      sub or attr), node)
