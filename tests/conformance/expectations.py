@@ -37,3 +37,16 @@ def compare(outcomes: dict[str, bool], expected: dict[str, str]) -> list[str]:
 def summary(outcomes: dict[str, bool]) -> str:
     passed = sum(outcomes.values())
     return f"{passed} passed, {len(outcomes) - passed} failed"
+
+
+def check(capsys, title: str, outcomes: dict[str, bool], expectations: str,
+          note: str = "") -> list[str]:
+    """Compare a run with its expectations file, print the problems and the closing
+    `N passed, N failed` line (shown even though pytest captures output); return the problems."""
+    expected = load(expectations)
+    problems = compare(outcomes, expected)
+    with capsys.disabled():
+        for p in problems:
+            print(p)
+        print(f"\n{title}: {summary(outcomes)}{note} ({len(expected)} failures expected)")
+    return problems

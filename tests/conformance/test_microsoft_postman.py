@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import ServerProcess, write_token
 
-from .expectations import compare, load, summary
+from .expectations import check
 
 HERE = Path(__file__).parent
 COLLECTION = HERE.parents[2] / "shared" / "conformance" / \
@@ -48,11 +48,7 @@ def test_microsoft_scim_tests_collection(tmp_path, capsys):
     finally:
         srv.stop()
     outcomes = outcomes_of(json.loads(report_path.read_text()))
-    problems = compare(outcomes, load("microsoft-expected-failures.txt"))
-    with capsys.disabled():
-        for p in problems:
-            print(p)
-        print(f"\nMicrosoft SCIM Tests (newman): {summary(outcomes)} "
-              f"({len(load('microsoft-expected-failures.txt'))} failures expected)")
+    problems = check(capsys, "Microsoft SCIM Tests (newman)", outcomes,
+                     "microsoft-expected-failures.txt")
     assert len(outcomes) >= 100  # the collection ran in full (103 assertions)
     assert not problems, problems

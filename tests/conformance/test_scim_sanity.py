@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import ServerProcess, write_token
 
-from .expectations import compare, load, summary
+from .expectations import check
 
 SCIM_SANITY = Path(sys.executable).parent / "scim-sanity"
 
@@ -30,12 +30,8 @@ def test_scim_sanity_probe(tmp_path, capsys):
     outcomes = {res["name"]: res["status"] == "pass" for res in report["results"]
                 if res["status"] != "skip"}
     skipped = [res["name"] for res in report["results"] if res["status"] == "skip"]
-    problems = compare(outcomes, load("scim-sanity-expected-failures.txt"))
-    with capsys.disabled():
-        for p in problems:
-            print(p)
-        print(f"\nscim-sanity: {summary(outcomes)}, {len(skipped)} skipped "
-              f"({len(load('scim-sanity-expected-failures.txt'))} failures expected)")
+    problems = check(capsys, "scim-sanity", outcomes, "scim-sanity-expected-failures.txt",
+                     f", {len(skipped)} skipped")
     assert all("Agent" in name for name in skipped), skipped
     assert len(outcomes) >= 25
     assert not problems, problems
