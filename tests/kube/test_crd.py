@@ -1,0 +1,135 @@
+"""The JoynScimTenant CRD (crds/) on the real API server: defaults, validation messages,
+immutability rules and pruning, as a platform engineer applying tenants would see them."""
+
+from __future__ import annotations
+
+import copy
+import secrets
+
+import pytest
+import yaml
+
+from .conftest import ROOT, Kube, eventually
+
+CRD_PATH = ROOT / "crds" / "joynscimtenants.scim.sevenlakes.com.yaml"
+API = "/apis/scim.sevenlakes.com/v1alpha1"
+
+
+@pytest.fixture(scope="module")
+def tenants(kube: Kube):
+    crd = yaml.safe_load(CRD_PATH.read_text())
+    r = kube.apply(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+                   f"{crd['metadata']['name']}", crd, manager="tests", force=True)
+    assert r.status_code in (200, 201), r.text
+
+    def established():
+        c = kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+                     f"{crd['metadata']['name']}").json()
+        return any(x["type"] == "Established" and x["status"] == "True"
+                   for x in (c.get("status") or {}).get("conditions") or [])
+
+    eventually(established, what="the JoynScimTenant CRD to be Established")
+    ns = f"crd-{secrets.token_hex(4)}"
+    assert kube.create("/api/v1/namespaces", {"metadata": {"name": ns}}).status_code == 201
+    return f"{API}/namespaces/{ns}/joynscimtenants"
+
+
+def tenant(name: str | None = None, **spec) -> dict:
+    return {"apiVersion": "scim.sevenlakes.com/v1alpha1", "kind": "JoynScimTenant",
+            "metadata": {"name": name or f"t-{secrets.token_hex(3)}"},
+            "spec": {"displayName": "Acme Field Services", **spec}}
+
+
+def test_minimal_tenant_gets_defaults(kube, tenants):
+    r = kube.create(tenants, tenant())
+    assert r.status_code == 201, r.text
+    spec = r.json()["spec"]
+    assert spec["ingress"] == {"enabled": True, "path": "/scim/v2"}
+    assert spec["token"] == {"previousTokenValidFor": "72h"}
+    assert spec["storage"] == {"size": "1Gi", "deletionPolicy": "Retain"}
+    assert spec["server"] == {"logLevel": "info"}
+    assert spec["networkPolicy"] == {"enabled": True}
+
+
+def test_full_tenant_is_accepted_and_unknown_fields_pruned(kube, tenants):
+    body = tenant(
+        ingress={"host": "acme.scim.example.com", "path": "/acme/scim/v2", "className": "nginx",
+                 "annotations": {"a": "b"}, "labels": {"team": "x"},
+                 "tls": {"issuerRef": {"name": "letsencrypt"}}},
+        token={"previousTokenValidFor": "24h30m"},
+        storage={"size": "2Gi", "storageClassName": "fast", "deletionPolicy": "Delete"},
+        server={"image": "registry.example/joyn-scim:1.0", "logLevel": "debug",
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                "nodeSelector": {"pool": "apps"},
+                "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}],
+                "affinity": {"nodeAffinity": {"x": 1}}, "podAnnotations": {"p": "q"}},
+        bogus="dropped")
+    r = kube.create(tenants, body)
+    assert r.status_code == 201, r.text
+    spec = r.json()["spec"]
+    assert "bogus" not in spec
+    assert spec["ingress"]["tls"]["issuerRef"] == {
+        "name": "letsencrypt", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+    assert spec["server"]["affinity"] == {"nodeAffinity": {"x": 1}}
+
+
+@pytest.mark.parametrize("name,spec,message", [
+    ("bad-host", {"ingress": {"host": "Acme_Corp.example.com"}}, "spec.ingress.host"),
+    ("bad-path", {"ingress": {"path": "scim/v2"}}, "spec.ingress.path"),
+    ("both-tls", {"ingress": {"tls": {"secretName": "s", "issuerRef": {"name": "i"}}}},
+     "either secretName"),
+    ("bad-policy", {"storage": {"deletionPolicy": "Shred"}}, "spec.storage.deletionPolicy"),
+    ("bad-level", {"server": {"logLevel": "verbose"}}, "spec.server.logLevel"),
+    ("bad-duration", {"token": {"previousTokenValidFor": "3 days"}},
+     "spec.token.previousTokenValidFor"),
+    ("bad-size", {"storage": {"size": "lots"}}, "spec.storage.size"),
+    ("1starts-with-digit", {}, "DNS-1035 label"),
+    ("a" * 41, {}, "at most 40 characters"),
+])
+def test_invalid_tenants_are_rejected_with_a_clear_message(kube, tenants, name, spec, message):
+    r = kube.create(tenants, tenant(name, **spec))
+    assert r.status_code == 422, r.text
+    assert message in r.json()["message"]
+
+
+def test_missing_display_name_is_rejected(kube, tenants):
+    body = tenant()
+    del body["spec"]["displayName"]
+    r = kube.create(tenants, body)
+    assert r.status_code == 422 and "spec.displayName: Required value" in r.json()["message"]
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda s: s["storage"].update(storageClassName="other"), "storageClassName cannot change"),
+    (lambda s: s["storage"].update(size="500Mi"), "can grow but not shrink"),
+    (lambda s: s["token"].update(existingSecretRef={"name": "mine"}),
+     "existingSecretRef cannot be added or removed"),
+])
+def test_immutable_fields(kube, tenants, change, message):
+    created = kube.create(tenants, tenant(storage={"size": "1Gi", "storageClassName": "fast"}))
+    assert created.status_code == 201, created.text
+    obj = created.json()
+    updated = copy.deepcopy(obj)
+    change(updated["spec"])
+    r = kube.request("PUT", f"{tenants}/{obj['metadata']['name']}", json=updated)
+    assert r.status_code == 422, r.text
+    assert message in r.json()["message"]
+    grow = copy.deepcopy(obj)
+    grow["spec"]["storage"]["size"] = "5Gi"
+    assert kube.request("PUT", f"{tenants}/{obj['metadata']['name']}", json=grow).status_code \
+        == 200
+
+
+def test_printer_columns_and_short_name(kube, tenants, control_plane):
+    import subprocess
+    name = f"t-{secrets.token_hex(3)}"
+    kube.create(tenants, tenant(name))
+    ns = tenants.split("/")[5]
+    kubectl = [str(control_plane.bins / "kubectl"), f"--kubeconfig={control_plane.kubeconfig}"]
+    out = subprocess.run([*kubectl, "-n", ns, "get", "jst", name, "-o", "wide"], check=True,
+                         capture_output=True, text=True).stdout
+    header = out.splitlines()[0].split()
+    assert header == ["NAME", "READY", "URL", "AGE", "REASON", "TOKEN-AGE"]
+    cats = subprocess.run([*kubectl, "-n", ns, "get", "joyn", "-o", "name"], check=True,
+                          capture_output=True, text=True).stdout
+    assert f"joynscimtenant.scim.sevenlakes.com/{name}" in cats
