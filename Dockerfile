@@ -10,6 +10,7 @@ RUN python -m venv /opt/joyn-scim
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY scim_server ./scim_server
+COPY operator ./operator
 RUN /opt/joyn-scim/bin/pip install --no-compile . \
     && /opt/joyn-scim/bin/python -m compileall -q /opt/joyn-scim/lib
 

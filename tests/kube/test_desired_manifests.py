@@ -1,0 +1,51 @@
+"""The operator's desired-state manifests are valid Kubernetes objects: the real API server
+accepts each of them (server-side dry run), for representative tenant specs."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from joyn_operator.config import OperatorConfig
+from joyn_operator.desired import Tenant, children, token_secret
+
+PATHS = {"PersistentVolumeClaim": "/api/v1/namespaces/{ns}/persistentvolumeclaims",
+         "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+         "Service": "/api/v1/namespaces/{ns}/services",
+         "Ingress": "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
+         "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
+         "Secret": "/api/v1/namespaces/{ns}/secrets"}
+
+SPECS = {
+    "defaults": {},
+    "everything": {
+        "ingress": {"host": "sso.acme.com", "path": "/acme/scim/v2", "className": "nginx",
+                    "annotations": {"a": "b"}, "labels": {"team": "x"},
+                    "tls": {"issuerRef": {"name": "le", "kind": "Issuer"}}},
+        "storage": {"size": "5Gi", "storageClassName": "fast", "deletionPolicy": "Delete"},
+        "server": {"resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "1Gi"}},
+                   "nodeSelector": {"pool": "apps"},
+                   "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}],
+                   "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                       "nodeSelectorTerms": [{"matchExpressions": [
+                           {"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
+                   "podAnnotations": {"p": "q"}},
+        "networkPolicy": {"ingressNamespace": "traefik"}},
+    "byo-token": {"token": {"existingSecretRef": {"name": "vault", "key": "t"}},
+                  "ingress": {"enabled": False}},
+}
+
+
+@pytest.mark.parametrize("case", list(SPECS))
+def test_children_pass_api_server_validation(kube, case):
+    ns = f"dry-{secrets.token_hex(4)}"
+    assert kube.create("/api/v1/namespaces", {"metadata": {"name": ns}}).status_code == 201
+    t = Tenant("acme", ns, "8c0e1a8e-0b4e-4f8e-9b1e-0a6f0e2f7a11",
+               {"displayName": "Acme", **SPECS[case]})
+    cfg = OperatorConfig(domain="scim.example.com", ingress_class="nginx",
+                         tls_issuer={"name": "default-issuer"})
+    objects = [*children(t, cfg), token_secret(t, cfg, secrets.token_urlsafe(32), None, {})]
+    for obj in objects:
+        r = kube.http.post(PATHS[obj["kind"]].format(ns=ns), json=obj,
+                           params={"dryRun": "All", "fieldValidation": "Strict"})
+        assert r.status_code == 201, f"{obj['kind']}: {r.text}"
