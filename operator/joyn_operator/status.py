@@ -1,0 +1,147 @@
+"""Status aggregation as a pure function: the children's observed state -> metav1.Condition list.
+
+Reasons name the real cause (ImagePullBackOff, CrashLoopBackOff, VolumePending,
+IngressClassNotFound, TLSSecretMissing, ...) so that `kubectl get jst -o wide` tells a platform
+engineer why a tenant is not ready without reading logs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .tokens import fmt
+
+FAILING_WAIT_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName",
+                                  "CrashLoopBackOff", "CreateContainerConfigError",
+                                  "CreateContainerError", "RunContainerError"})
+
+
+@dataclass
+class Observed:
+    """What the operator read back from the cluster for one tenant."""
+
+    url: str | None
+    token_present: bool
+    deployment: dict | None = None
+    pods: list[dict] = field(default_factory=list)
+    pvc: dict | None = None
+    ingress_wanted: bool = True
+    ingress: dict | None = None
+    ingress_class_exists: bool | None = None  # None: no class named, nothing to check
+    tls_secret_exists: bool | None = None  # None: no TLS, or cert-manager is issuing it
+
+
+def _cond(type_: str, ok: bool, reason: str, message: str) -> dict:
+    return {"type": type_, "status": "True" if ok else "False", "reason": reason,
+            "message": message}
+
+
+def _pod_failure(pods: list[dict]) -> tuple[str, str] | None:
+    for pod in pods:
+        status = pod.get("status") or {}
+        for cs in status.get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in FAILING_WAIT_REASONS:
+                return waiting["reason"], waiting.get("message") or waiting["reason"]
+    return None
+
+
+def _pod_pending(pods: list[dict]) -> str | None:
+    for pod in pods:
+        for c in (pod.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "PodScheduled" and c.get("status") == "False":
+                return c.get("message") or "the pod is not scheduled"
+    if pods and all((p.get("status") or {}).get("phase") == "Pending" for p in pods):
+        return "the pod is Pending"
+    return None
+
+
+def _available(deployment: dict | None, generation_applied: bool) -> bool:
+    if not deployment or not generation_applied:
+        return False
+    status = deployment.get("status") or {}
+    return (status.get("availableReplicas") or 0) >= 1 and \
+        (status.get("observedGeneration") or 0) >= (deployment["metadata"].get("generation") or 0)
+
+
+def _ingress(o: Observed) -> dict:
+    if not o.ingress_wanted:
+        return _cond("IngressReady", True, "IngressDisabled",
+                     f"No managed Ingress (spec.ingress.enabled=false): your own Ingress must "
+                     f"serve {o.url or 'the Tenant URL'}")
+    if o.url is None:
+        return _cond("IngressReady", False, "HostUnknown",
+                     "Set spec.ingress.host, or the operator's domain, to derive the host")
+    if o.ingress is None:
+        return _cond("IngressReady", False, "IngressMissing", "The Ingress does not exist yet")
+    if o.ingress_class_exists is False:
+        cls = (o.ingress.get("spec") or {}).get("ingressClassName")
+        return _cond("IngressReady", False, "IngressClassNotFound",
+                     f"IngressClass {cls!r} does not exist in the cluster")
+    if o.tls_secret_exists is False:
+        tls = ((o.ingress.get("spec") or {}).get("tls") or [{}])[0]
+        return _cond("IngressReady", False, "TLSSecretMissing",
+                     f"TLS Secret {tls.get('secretName')!r} does not exist in the namespace")
+    lb = ((o.ingress.get("status") or {}).get("loadBalancer") or {}).get("ingress")
+    if not lb:
+        return _cond("IngressReady", False, "IngressPending",
+                     "Waiting for the ingress controller to admit the Ingress")
+    return _cond("IngressReady", True, "IngressReady", f"Serving {o.url}")
+
+
+def conditions(o: Observed, *, paused: bool, previous_valid_until: datetime | None,
+               generation: int, previous: list[dict] | None, now: datetime) -> list[dict]:
+    """The six conditions, with lastTransitionTime carried over when a status did not change."""
+    failure = _pod_failure(o.pods)
+    pvc_phase = ((o.pvc or {}).get("status") or {}).get("phase")
+    available = _available(o.deployment, generation_applied=True)
+    ingress = _ingress(o)
+
+    if failure:
+        degraded = _cond("Degraded", True, failure[0], failure[1])
+    elif o.pvc is not None and pvc_phase == "Lost":
+        degraded = _cond("Degraded", True, "VolumeLost", "The data volume claim is Lost")
+    else:
+        degraded = _cond("Degraded", False, "AsExpected", "No failure observed")
+
+    if available:
+        progressing = _cond("Progressing", False, "Stable", "The server is running")
+    elif o.pvc is not None and pvc_phase == "Pending":
+        progressing = _cond("Progressing", True, "VolumePending",
+                            f"PersistentVolumeClaim {o.pvc['metadata']['name']} is Pending: "
+                            "no volume is bound yet")
+    elif pending := _pod_pending(o.pods):
+        progressing = _cond("Progressing", True, "PodPending", pending)
+    else:
+        progressing = _cond("Progressing", True, "Deploying",
+                            "Waiting for the server's Deployment to become available")
+
+    if not o.token_present:
+        ready = _cond("Ready", False, "TokenMissing", "The token Secret holds no token")
+    elif failure:
+        ready = _cond("Ready", False, degraded["reason"], degraded["message"])
+    elif not available:
+        ready = _cond("Ready", False, progressing["reason"], progressing["message"])
+    elif ingress["status"] != "True":
+        ready = _cond("Ready", False, ingress["reason"], ingress["message"])
+    else:
+        ready = _cond("Ready", True, "Ready", f"Serving {o.url}")
+
+    rotation = _cond("TokenRotationPending", False, "NoRotation", "Only the current token is valid")
+    if previous_valid_until:
+        rotation = _cond("TokenRotationPending", True, "PreviousTokenValid",
+                         f"The previous token stays valid until {fmt(previous_valid_until)}")
+    pause = _cond("Paused", paused, "Paused" if paused else "Reconciling",
+                  "Changes to children are paused by the scim.sevenlakes.com/paused annotation"
+                  if paused else "The operator reconciles this tenant")
+
+    old = {c["type"]: c for c in previous or []}
+    out = []
+    for c in (ready, progressing, degraded, ingress, rotation, pause):
+        before = old.get(c["type"])
+        same = before and before.get("status") == c["status"]
+        c["lastTransitionTime"] = before["lastTransitionTime"] if same else fmt(now)
+        c["observedGeneration"] = generation
+        out.append(c)
+    return out
