@@ -1,4 +1,4 @@
-"""`joyn-scim`: the project's one console command. Sub-commands: `serve`.
+"""`joyn-scim`: the project's one console command. Sub-commands: `serve`, `operator`.
 
 Every option of `serve` can also be set by an environment variable (shown in `--help`), which is
 how the operator configures the bundled server in a pod.
@@ -70,9 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"joyn-scim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(sub)
+    from joyn_operator.main import add_parser, run
+
+    add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         from .server import serve
         return serve(args)
+    if args.command == "operator":
+        return run(args)
     parser.print_help(sys.stderr)  # pragma: no cover
     return 2

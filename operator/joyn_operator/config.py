@@ -16,6 +16,7 @@ class OperatorConfig:
     tls_issuer: dict | None = None  # cert-manager issuerRef {name, kind, group}
     ingress_namespace: str = "ingress-nginx"  # admitted by each tenant's NetworkPolicy
     watch_namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    resync_seconds: float = 300.0  # safety-net reconcile of every tenant
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -44,6 +45,7 @@ class OperatorConfig:
             ingress_annotations=annotations,
             tls_issuer=issuer,
             ingress_namespace=get("INGRESS_NAMESPACE") or cls.ingress_namespace,
+            resync_seconds=float(get("RESYNC_SECONDS") or cls.resync_seconds),
             watch_namespaces=tuple(n.strip() for n in (get("WATCH_NAMESPACES") or "").split(",")
                                    if n.strip()),
         )

@@ -9,6 +9,7 @@ never copied (GitOps tools would think they own the children).
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 
 from . import GROUP, KIND, VERSION
@@ -131,10 +132,12 @@ def token_secret(t: Tenant, cfg: OperatorConfig, current: str, previous: str | N
     url = tenant_url(t, cfg)
     if url:
         data["url"] = url
+    # `data`, not `stringData`: stringData is write-only, so server-side apply would see a
+    # change on every reconcile.
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": metadata(t, names(t)["secret"], owned=not retained(t),
                                  annotations=annotations),
-            "stringData": data}
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
 
 
 def persistent_volume_claim(t: Tenant) -> dict:

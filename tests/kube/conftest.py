@@ -86,3 +86,26 @@ def pytest_runtest_makereport(item, call):
         cp = item.funcargs["kube"].cp
     if report.failed and cp is not None:
         report.sections.append(("control plane logs", cp.logs()))
+
+
+CRD_PATH = ROOT / "crds" / "joynscimtenants.scim.sevenlakes.com.yaml"
+TENANTS_API = "/apis/scim.sevenlakes.com/v1alpha1"
+
+
+@pytest.fixture(scope="session")
+def tenant_crd(kube) -> str:
+    """The JoynScimTenant CRD from crds/, applied and Established; returns its API path."""
+    import yaml
+
+    crd = yaml.safe_load(CRD_PATH.read_text())
+    url = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}"
+    r = kube.apply(url, crd, manager="tests", force=True)
+    assert r.status_code in (200, 201), r.text
+
+    def established():
+        c = kube.get(url).json()
+        return any(x["type"] == "Established" and x["status"] == "True"
+                   for x in (c.get("status") or {}).get("conditions") or [])
+
+    eventually(established, what="the JoynScimTenant CRD to be Established")
+    return TENANTS_API

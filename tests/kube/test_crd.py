@@ -7,31 +7,15 @@ import copy
 import secrets
 
 import pytest
-import yaml
 
-from .conftest import ROOT, Kube, eventually
-
-CRD_PATH = ROOT / "crds" / "joynscimtenants.scim.sevenlakes.com.yaml"
-API = "/apis/scim.sevenlakes.com/v1alpha1"
+from .conftest import Kube
 
 
 @pytest.fixture(scope="module")
-def tenants(kube: Kube):
-    crd = yaml.safe_load(CRD_PATH.read_text())
-    r = kube.apply(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
-                   f"{crd['metadata']['name']}", crd, manager="tests", force=True)
-    assert r.status_code in (200, 201), r.text
-
-    def established():
-        c = kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
-                     f"{crd['metadata']['name']}").json()
-        return any(x["type"] == "Established" and x["status"] == "True"
-                   for x in (c.get("status") or {}).get("conditions") or [])
-
-    eventually(established, what="the JoynScimTenant CRD to be Established")
+def tenants(kube: Kube, tenant_crd):
     ns = f"crd-{secrets.token_hex(4)}"
     assert kube.create("/api/v1/namespaces", {"metadata": {"name": ns}}).status_code == 201
-    return f"{API}/namespaces/{ns}/joynscimtenants"
+    return f"{tenant_crd}/namespaces/{ns}/joynscimtenants"
 
 
 def tenant(name: str | None = None, **spec) -> dict:

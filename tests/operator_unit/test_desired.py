@@ -1,5 +1,7 @@
 """Desired-state builders (joyn_operator.desired), as pure functions, for representative specs."""
 
+import base64
+
 import pytest
 from joyn_operator.config import OperatorConfig
 from joyn_operator.desired import (
@@ -132,9 +134,11 @@ def test_deletion_policy_decides_ownership_of_volume_and_secret(policy, owned):
 
 def test_token_secret_holds_current_previous_and_url():
     s = token_secret(tenant(), CFG, "cur", "old", {"scim.sevenlakes.com/issued-at": "t"})
-    assert s["stringData"] == {"token": "cur", "previous-token": "old",
-                               "url": "https://acme.scim.example.com/scim/v2"}
-    assert "previous-token" not in token_secret(tenant(), CFG, "cur", None, {})["stringData"]
+    decoded = {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
+    assert decoded == {"token": "cur", "previous-token": "old",
+                       "url": "https://acme.scim.example.com/scim/v2"}
+    assert s["metadata"]["annotations"] == {"scim.sevenlakes.com/issued-at": "t"}
+    assert "previous-token" not in token_secret(tenant(), CFG, "cur", None, {})["data"]
 
 
 def test_pvc_size_and_class():

@@ -1,0 +1,171 @@
+"""The one idempotent reconcile of a tenant: token Secret, children, status.
+
+Side effects live here; what the children and the status should be is computed by the pure
+functions in desired.py, tokens.py and status.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from . import GROUP, KIND
+from .config import OperatorConfig
+from .desired import Tenant, children, names, selector, tenant_url, tls, token_secret
+from .kube import Kube, path
+from .status import Observed, conditions
+from .tokens import ROTATE_ANNOTATION, Event, TokenState, fmt, next_state, parse_duration
+
+PAUSED_ANNOTATION = f"{GROUP}/paused"
+log = logging.getLogger("joyn_operator")
+
+# An event sink: (tenant body, Event) -> None. kopf.event in the operator, a list in tests.
+EmitFn = Callable[[dict, Event], None]
+
+_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+
+def _decode(secret: dict | None) -> dict[str, str]:
+    data = (secret or {}).get("data") or {}
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
+async def reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
+                    now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> dict:
+    """Bring one tenant's children to their desired state and write its status.
+
+    Serialised per tenant: create/update handlers, child events and the periodic resync may
+    all call it at once. Returns the status it wrote (for tests and metrics).
+    """
+    key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    lock = _locks.setdefault(key, asyncio.Lock())
+    async with lock:
+        # Re-read: the body a child event carries may be stale by the time the lock is ours.
+        fresh = await kube.get(path(KIND, *key))
+        if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+            return {}
+        return await _reconcile(fresh, kube, cfg, emit, now())
+
+
+async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
+                     now: datetime) -> dict:
+    t = Tenant.from_body(body)
+    meta = body["metadata"]
+    annotations = meta.get("annotations") or {}
+    paused = annotations.get(PAUSED_ANNOTATION) == "true"
+    generation = meta.get("generation") or 0
+    old_status = body.get("status") or {}
+    first = "observedGeneration" not in old_status
+    spec_changed = old_status.get("observedGeneration") != generation
+    n = names(t)
+
+    # -- the token ------------------------------------------------------------------------------
+    byo = t.section("token").get("existingSecretRef")
+    state: TokenState | None = None
+    if byo:
+        secret = await kube.get(path("Secret", t.namespace, byo["name"]))
+        token_present = bool(_decode(secret).get(byo.get("key", "token"), "").strip())
+        token_ref = {"name": byo["name"], "key": byo.get("key", "token")}
+    else:
+        secret = await kube.get(path("Secret", t.namespace, n["secret"]))
+        existing = TokenState.from_secret(_decode(secret),
+                                          (secret or {}).get("metadata", {}).get("annotations")
+                                          or {}, now)
+        state = existing
+        if not paused:
+            valid_for = parse_duration(t.section("token").get("previousTokenValidFor", "72h"))
+            state, events = next_state(existing, annotations.get(ROTATE_ANNOTATION), valid_for,
+                                       now)
+            manifest = token_secret(t, cfg, state.current, state.previous, state.annotations())
+            await kube.apply(manifest)
+            for e in events:
+                emit(body, e)
+            if secret is None and existing is None and not first:
+                emit(body, Event("ChildRestored", f"Secret {n['secret']} was missing and has "
+                                 "been recreated with a new token", "Warning"))
+        token_present = state is not None
+        token_ref = {"name": n["secret"], "key": "token"}
+
+    # -- the children ---------------------------------------------------------------------------
+    applied: dict[str, dict] = {}
+    wanted = children(t, cfg)
+    if paused:
+        for obj in wanted:
+            got = await kube.get(path(obj["kind"], t.namespace, obj["metadata"]["name"]))
+            if got:
+                applied[obj["kind"]] = got
+    else:
+        for obj in wanted:
+            child_path = path(obj["kind"], t.namespace, obj["metadata"]["name"])
+            before = None if first else await kube.get(child_path)
+            after, created = await kube.apply(obj)
+            applied[obj["kind"]] = after
+            if first:
+                continue
+            rv_changed = before is not None and \
+                before["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"]
+            if created:
+                emit(body, Event("ChildRestored", f"{obj['kind']} {obj['metadata']['name']} "
+                                 "was deleted and has been recreated", "Warning"))
+            elif rv_changed and not spec_changed:
+                emit(body, Event("DriftCorrected", f"{obj['kind']} {obj['metadata']['name']} "
+                                 "was changed by hand and has been restored", "Warning"))
+        # Children that the spec no longer wants (Ingress or NetworkPolicy turned off).
+        for kind in ("Ingress", "NetworkPolicy"):
+            if kind not in applied:
+                await kube.delete(path(kind, t.namespace, n[kind.lower()]))
+
+    # -- observe and write status ---------------------------------------------------------------
+    pods = await kube.list(path("Pod", t.namespace),
+                           ",".join(f"{k}={v}" for k, v in selector(t).items()))
+    ing = applied.get("Ingress")
+    class_exists = None
+    class_name = ((ing or {}).get("spec") or {}).get("ingressClassName")
+    if class_name:
+        class_exists = await kube.get(
+            f"/apis/networking.k8s.io/v1/ingressclasses/{class_name}") is not None
+    tls_exists = None
+    tls_cfg = tls(t, cfg)
+    if ing and tls_cfg and not tls_cfg["issuerRef"]:
+        tls_exists = await kube.get(path("Secret", t.namespace, tls_cfg["secretName"])) \
+            is not None
+    url = tenant_url(t, cfg)
+    observed = Observed(url=url, token_present=token_present,
+                        deployment=applied.get("Deployment"), pods=pods,
+                        pvc=applied.get("PersistentVolumeClaim"),
+                        ingress_wanted=t.section("ingress").get("enabled") is not False,
+                        ingress=ing, ingress_class_exists=class_exists,
+                        tls_secret_exists=tls_exists)
+    previous_until = state.previous_valid_until if state and state.previous else None
+    status: dict = {
+        "observedGeneration": generation,
+        "tokenSecretRef": token_ref,
+        "conditions": conditions(observed, paused=paused, previous_valid_until=previous_until,
+                                 generation=generation, previous=old_status.get("conditions"),
+                                 now=now),
+    }
+    if url:
+        status["url"] = url
+    if state:
+        status["token"] = {k: v for k, v in (
+            ("issuedAt", fmt(state.issued_at)), ("rotatedAt", fmt(state.rotated_at)),
+            ("previousValidUntil", fmt(previous_until))) if v}
+    if paused and old_status.get("conditions"):
+        was = {c["type"]: c["status"] for c in old_status["conditions"]}
+        if was.get("Paused") != "True":
+            emit(body, Event("Paused", "Reconciliation of this tenant's children is paused"))
+    elif not paused and {c["type"]: c["status"] for c in old_status.get("conditions") or []
+                         }.get("Paused") == "True":
+        emit(body, Event("Resumed", "Reconciliation of this tenant's children resumed"))
+    comparable = {k: v for k, v in old_status.items() if k in status}
+    if comparable != status or set(old_status) - set(status) - {"kopf"}:
+        patch = {**status, **{k: None for k in set(old_status) - set(status) - {"kopf"}}}
+        await kube.patch_status(KIND, t.namespace, t.name, patch)
+        log.info("status written", extra={"tenant": f"{t.namespace}/{t.name}",
+                                          "ready": status["conditions"][0]["status"],
+                                          "reason": status["conditions"][0]["reason"]})
+    return status
+

@@ -1,0 +1,154 @@
+"""The operator (`joyn-scim operator`, kopf) running against the real control plane."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import Kube, eventually
+
+DOMAIN = "scim.test"
+
+
+class OperatorProcess:
+    def __init__(self, control_plane, namespace: str, workdir: Path) -> None:
+        self.cp = control_plane
+        self.namespace = namespace
+        self.log = workdir / "operator.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> OperatorProcess:
+        env = {**os.environ, "KUBECONFIG": str(self.cp.kubeconfig),
+               "JOYN_OPERATOR_DOMAIN": DOMAIN,
+               "JOYN_OPERATOR_SERVER_IMAGE": "registry.example/joyn-scim:test",
+               "JOYN_OPERATOR_INGRESS_CLASS": "nginx",
+               "JOYN_OPERATOR_RESYNC_SECONDS": "3"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "scim_server", "operator", "-n", self.namespace,
+             "--liveness", "", "--log-level", "debug"],
+            env=env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def ns(kube, tenant_crd) -> str:
+    name = f"op-{secrets.token_hex(4)}"
+    assert kube.create("/api/v1/namespaces", {"metadata": {"name": name}}).status_code == 201
+    return name
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane, ns, tmp_path_factory, request):
+    op = OperatorProcess(control_plane, ns, tmp_path_factory.mktemp("operator")).start()
+    yield op
+    op.stop()
+    if request.session.testsfailed:
+        print(f"--- operator log ---\n{op.log.read_text()[-6000:]}")
+
+
+def tenants_url(ns: str) -> str:
+    return f"/apis/scim.sevenlakes.com/v1alpha1/namespaces/{ns}/joynscimtenants"
+
+
+def create_tenant(kube: Kube, ns: str, **spec) -> str:
+    name = f"t{secrets.token_hex(3)}"
+    r = kube.create(tenants_url(ns), {
+        "apiVersion": "scim.sevenlakes.com/v1alpha1", "kind": "JoynScimTenant",
+        "metadata": {"name": name}, "spec": {"displayName": "Acme", **spec}})
+    assert r.status_code == 201, r.text
+    return name
+
+
+def child(kube: Kube, ns: str, kind_path: str, name: str) -> dict | None:
+    r = kube.get(f"{kind_path.format(ns=ns)}/{name}")
+    return r.json() if r.status_code == 200 else None
+
+
+SECRETS = "/api/v1/namespaces/{ns}/secrets"
+DEPLOYMENTS = "/apis/apps/v1/namespaces/{ns}/deployments"
+SERVICES = "/api/v1/namespaces/{ns}/services"
+INGRESSES = "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses"
+PVCS = "/api/v1/namespaces/{ns}/persistentvolumeclaims"
+NETPOLS = "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"
+
+
+def token_of(kube, ns, name) -> str:
+    secret = eventually(lambda: child(kube, ns, SECRETS, f"{name}-scim-token"),
+                        what="the token Secret")
+    return base64.b64decode(secret["data"]["token"]).decode()
+
+
+def status_of(kube, ns, name) -> dict:
+    return kube.get(f"{tenants_url(ns)}/{name}").json().get("status") or {}
+
+
+def test_create_tenant_makes_children_and_status(kube, ns, operator):
+    name = create_tenant(kube, ns)
+    status = eventually(lambda: status_of(kube, ns, name).get("url") and status_of(kube, ns, name),
+                        what="status.url")
+    assert status["url"] == f"https://{name}.{DOMAIN}/scim/v2"
+    assert status["tokenSecretRef"] == {"name": f"{name}-scim-token", "key": "token"}
+    tenant_uid = kube.get(f"{tenants_url(ns)}/{name}").json()["metadata"]["uid"]
+    for kind_path, child_name, owned in ((DEPLOYMENTS, f"{name}-scim", True),
+                                         (SERVICES, f"{name}-scim", True),
+                                         (INGRESSES, f"{name}-scim", True),
+                                         (NETPOLS, f"{name}-scim", True),
+                                         (PVCS, f"{name}-scim-data", False),
+                                         (SECRETS, f"{name}-scim-token", False)):
+        obj = eventually(lambda p=kind_path, n=child_name: child(kube, ns, p, n),
+                         what=child_name)
+        refs = [o["uid"] for o in obj["metadata"].get("ownerReferences", [])]
+        assert refs == ([tenant_uid] if owned else []), child_name  # Retain: PVC, Secret kept
+        assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == name
+    token = token_of(kube, ns, name)
+    assert len(token) == 43
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds["Ready"]["status"] == "False"  # no kubelet, no volume provisioner here
+    assert conds["Ready"]["reason"] in ("VolumePending", "PodPending", "Deploying")
+    assert token not in str(status)
+    ingress = child(kube, ns, INGRESSES, f"{name}-scim")
+    assert ingress["spec"]["rules"][0]["host"] == f"{name}.{DOMAIN}"
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+
+
+def test_token_survives_updates_and_host_change_moves_url(kube, ns, operator):
+    name = create_tenant(kube, ns)
+    token = token_of(kube, ns, name)
+    r = kube.http.patch(f"{tenants_url(ns)}/{name}",
+                        json={"spec": {"displayName": "Acme Renamed",
+                                       "ingress": {"host": "sso.acme.example"}}},
+                        headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200, r.text
+    eventually(lambda: status_of(kube, ns, name).get("url") ==
+               "https://sso.acme.example/scim/v2", what="the new URL in status")
+    ingress = child(kube, ns, INGRESSES, f"{name}-scim")
+    assert ingress["spec"]["rules"][0]["host"] == "sso.acme.example"
+    assert token_of(kube, ns, name) == token
+
+
+def test_deleted_child_comes_back(kube, ns, operator):
+    name = create_tenant(kube, ns)
+    svc = eventually(lambda: child(kube, ns, SERVICES, f"{name}-scim"), what="the Service")
+    assert kube.delete(f"{SERVICES.format(ns=ns)}/{name}-scim").status_code == 200
+
+    def recreated():
+        now = child(kube, ns, SERVICES, f"{name}-scim")
+        return now and now["metadata"]["uid"] != svc["metadata"]["uid"]
+
+    eventually(recreated, what="the Service to be recreated")
