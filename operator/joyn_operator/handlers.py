@@ -27,8 +27,13 @@ CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
 STATE: dict = {}  # kube client, config, background tasks; set at start-up
 
 
-def _emit(body: dict, e: Event) -> None:
-    kopf.event(body, type=e.type, reason=e.reason, message=e.message)
+async def _emit(body: dict, e: Event) -> None:
+    # Posted through our own client, not kopf.event: kopf posts only from inside its handler
+    # contexts, and the resync and deadline wake-ups run outside them.
+    try:
+        await STATE["kube"].post_event(body, e.type, e.reason, e.message)
+    except Exception as err:  # an event is best effort; status carries the durable state
+        log.warning("event not posted", extra={"reason": e.reason, "error": str(err)})
 
 
 async def _run(body: dict) -> None:

@@ -12,6 +12,7 @@ import base64
 import os
 import ssl
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -127,6 +128,25 @@ class Kube:
         r = await self.http.patch(f"{path(kind, namespace, name)}/status",
                                   json={"status": status},
                                   headers={"Content-Type": "application/merge-patch+json"})
+        if r.status_code >= 400:
+            raise KubeError(r)
+
+    async def post_event(self, obj: dict, type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event about `obj`. Messages are written by us and never hold a token."""
+        meta = obj["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+                               "name": meta["name"], "namespace": meta["namespace"],
+                               "uid": meta.get("uid")},
+            "type": type_, "reason": reason, "message": message, "count": 1,
+            "firstTimestamp": now, "lastTimestamp": now,
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER, "reportingInstance": FIELD_MANAGER,
+        }
+        r = await self.http.post(path("Event", meta["namespace"]), json=event)
         if r.status_code >= 400:
             raise KubeError(r)
 

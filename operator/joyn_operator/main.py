@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     logging.getLogger("kopf").setLevel(max(logging.INFO, logging.getLogger().level))
+    for noisy in ("httpx", "httpcore", "aiohttp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     namespaces = args.namespaces or list(OperatorConfig.from_env().watch_namespaces)
     kopf.run(standalone=True, clusterwide=not namespaces, namespaces=namespaces,
              liveness_endpoint=args.liveness or None)

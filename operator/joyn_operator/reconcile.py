@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from . import GROUP, KIND
@@ -22,8 +22,8 @@ from .tokens import ROTATE_ANNOTATION, Event, TokenState, fmt, next_state, parse
 PAUSED_ANNOTATION = f"{GROUP}/paused"
 log = logging.getLogger("joyn_operator")
 
-# An event sink: (tenant body, Event) -> None. kopf.event in the operator, a list in tests.
-EmitFn = Callable[[dict, Event], None]
+# An event sink: (tenant body, Event) -> awaitable. Kube.post_event in the operator.
+EmitFn = Callable[[dict, Event], Awaitable[None]]
 
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
 
@@ -82,9 +82,9 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
             manifest = token_secret(t, cfg, state.current, state.previous, state.annotations())
             await kube.apply(manifest)
             for e in events:
-                emit(body, e)
+                await emit(body, e)
             if secret is None and existing is None and not first:
-                emit(body, Event("ChildRestored", f"Secret {n['secret']} was missing and has "
+                await emit(body, Event("ChildRestored", f"Secret {n['secret']} was missing and has "
                                  "been recreated with a new token", "Warning"))
         token_present = state is not None
         token_ref = {"name": n["secret"], "key": "token"}
@@ -108,10 +108,10 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
             rv_changed = before is not None and \
                 before["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"]
             if created:
-                emit(body, Event("ChildRestored", f"{obj['kind']} {obj['metadata']['name']} "
+                await emit(body, Event("ChildRestored", f"{obj['kind']} {obj['metadata']['name']} "
                                  "was deleted and has been recreated", "Warning"))
             elif rv_changed and not spec_changed:
-                emit(body, Event("DriftCorrected", f"{obj['kind']} {obj['metadata']['name']} "
+                await emit(body, Event("DriftCorrected", f"{obj['kind']} {obj['metadata']['name']} "
                                  "was changed by hand and has been restored", "Warning"))
         # Children that the spec no longer wants (Ingress or NetworkPolicy turned off).
         for kind in ("Ingress", "NetworkPolicy"):
@@ -156,10 +156,10 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
     if paused and old_status.get("conditions"):
         was = {c["type"]: c["status"] for c in old_status["conditions"]}
         if was.get("Paused") != "True":
-            emit(body, Event("Paused", "Reconciliation of this tenant's children is paused"))
+            await emit(body, Event("Paused", "Reconciliation of this tenant's children is paused"))
     elif not paused and {c["type"]: c["status"] for c in old_status.get("conditions") or []
                          }.get("Paused") == "True":
-        emit(body, Event("Resumed", "Reconciliation of this tenant's children resumed"))
+        await emit(body, Event("Resumed", "Reconciliation of this tenant's children resumed"))
     comparable = {k: v for k, v in old_status.items() if k in status}
     if comparable != status or set(old_status) - set(status) - {"kopf"}:
         patch = {**status, **{k: None for k in set(old_status) - set(status) - {"kopf"}}}
@@ -167,5 +167,6 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
         log.info("status written", extra={"tenant": f"{t.namespace}/{t.name}",
                                           "ready": status["conditions"][0]["status"],
                                           "reason": status["conditions"][0]["reason"]})
+    log.debug("reconciled", extra={"tenant": f"{t.namespace}/{t.name}", "paused": paused})
     return status
 

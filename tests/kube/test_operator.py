@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import signal
@@ -152,3 +153,109 @@ def test_deleted_child_comes_back(kube, ns, operator):
         return now and now["metadata"]["uid"] != svc["metadata"]["uid"]
 
     eventually(recreated, what="the Service to be recreated")
+
+
+def events_of(kube, ns, name) -> list[str]:
+    items = kube.get(f"/api/v1/namespaces/{ns}/events",
+                     params={"fieldSelector": f"involvedObject.name={name}"}).json()["items"]
+    return [e["reason"] for e in items]
+
+
+def annotate(kube, ns, name, annotations: dict) -> None:
+    r = kube.http.patch(f"{tenants_url(ns)}/{name}",
+                        json={"metadata": {"annotations": annotations}},
+                        headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200, r.text
+
+
+def reconciles(operator, name) -> int:
+    """How many reconciles of this tenant the operator has logged (its JSON debug lines)."""
+    if not operator.log.exists():
+        return 0
+    count = 0
+    for line in operator.log.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        count += entry.get("msg") == "reconciled" and \
+            entry.get("tenant") == f"{operator.namespace}/{name}"
+    return count
+
+
+def test_token_unchanged_after_operator_restart(kube, ns, operator):
+    name = create_tenant(kube, ns)
+    token = token_of(kube, ns, name)
+    operator.stop()
+    operator.start()
+    seen = reconciles(operator, name)
+    eventually(lambda: reconciles(operator, name) > seen, what="a reconcile after the restart")
+    assert token_of(kube, ns, name) == token
+
+
+def test_rotation_keeps_previous_until_deadline_then_drops_it(kube, ns, operator):
+    name = create_tenant(kube, ns, token={"previousTokenValidFor": "6s"})
+    first = token_of(kube, ns, name)
+    annotate(kube, ns, name, {"scim.sevenlakes.com/rotate-token": "2026-11-26T09:00"})
+
+    def rotated():
+        s = child(kube, ns, SECRETS, f"{name}-scim-token")
+        data = {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
+        return data if data.get("previous-token") else None
+
+    data = eventually(rotated, what="the rotation")
+    assert data["previous-token"] == first and data["token"] != first
+    status = eventually(lambda: (s := status_of(kube, ns, name)).get("token", {}).get(
+        "previousValidUntil") and s, what="previousValidUntil in status")
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds["TokenRotationPending"]["status"] == "True"
+    assert first not in str(status) and data["token"] not in str(status)
+    assert "TokenRotated" in events_of(kube, ns, name)
+
+    def expired():
+        s = child(kube, ns, SECRETS, f"{name}-scim-token")
+        return "previous-token" not in s["data"]
+
+    eventually(expired, timeout=60, what="the previous token to be dropped at its deadline")
+    assert token_of(kube, ns, name) == data["token"]
+    eventually(lambda: "PreviousTokenExpired" in events_of(kube, ns, name),
+               what="the PreviousTokenExpired event")
+    eventually(lambda: {c["type"]: c["status"] for c in status_of(kube, ns, name)[
+        "conditions"]}["TokenRotationPending"] == "False", what="TokenRotationPending=False")
+
+
+def test_pause_stops_changes_and_resume_restores(kube, ns, operator):
+    name = create_tenant(kube, ns)
+    svc = eventually(lambda: child(kube, ns, SERVICES, f"{name}-scim"), what="the Service")
+    annotate(kube, ns, name, {"scim.sevenlakes.com/paused": "true"})
+    eventually(lambda: {c["type"]: c["status"] for c in status_of(kube, ns, name).get(
+        "conditions", [])}.get("Paused") == "True", what="Paused=True")
+    assert "Paused" in events_of(kube, ns, name)
+    kube.delete(f"{SERVICES.format(ns=ns)}/{svc['metadata']['name']}")
+    seen = reconciles(operator, name)
+    eventually(lambda: reconciles(operator, name) >= seen + 2,
+               what="two reconciles while paused")
+    assert child(kube, ns, SERVICES, f"{name}-scim") is None  # not restored while paused
+    annotate(kube, ns, name, {"scim.sevenlakes.com/paused": None})
+    eventually(lambda: child(kube, ns, SERVICES, f"{name}-scim"), what="the Service back")
+    eventually(lambda: "Resumed" in events_of(kube, ns, name), what="the Resumed event")
+
+
+@pytest.mark.parametrize("policy,kept", [("Delete", False), ("Retain", True)])
+def test_deleting_a_tenant_honours_the_deletion_policy(kube, ns, operator, policy, kept):
+    name = create_tenant(kube, ns, storage={"deletionPolicy": policy})
+    eventually(lambda: child(kube, ns, DEPLOYMENTS, f"{name}-scim"), what="the Deployment")
+    token_of(kube, ns, name)
+    eventually(lambda: child(kube, ns, PVCS, f"{name}-scim-data"), what="the PVC")
+    assert kube.delete(f"{tenants_url(ns)}/{name}").status_code == 200
+    for kind_path, child_name in ((DEPLOYMENTS, f"{name}-scim"), (SERVICES, f"{name}-scim"),
+                                  (INGRESSES, f"{name}-scim")):
+        eventually(lambda p=kind_path, n=child_name: child(kube, ns, p, n) is None,
+                   what=f"{child_name} to be garbage-collected")
+    for kind_path, child_name in ((PVCS, f"{name}-scim-data"), (SECRETS, f"{name}-scim-token")):
+        if kept:
+            assert child(kube, ns, kind_path, child_name) is not None
+        else:
+            eventually(lambda p=kind_path, n=child_name: child(kube, ns, p, n) is None
+                       or child(kube, ns, p, n)["metadata"].get("deletionTimestamp"),
+                       what=f"{child_name} to be deleted")
