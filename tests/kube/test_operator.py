@@ -259,3 +259,119 @@ def test_deleting_a_tenant_honours_the_deletion_policy(kube, ns, operator, polic
             eventually(lambda p=kind_path, n=child_name: child(kube, ns, p, n) is None
                        or child(kube, ns, p, n)["metadata"].get("deletionTimestamp"),
                        what=f"{child_name} to be deleted")
+
+
+class LocalPod:
+    """Runs a Deployment's container the way the kubelet would, as a local process: its args
+    and env, with each volume mount mapped under a temporary root (the token Secret's keys
+    written there, replaced atomically on change as a Secret volume update does)."""
+
+    def __init__(self, deployment: dict, root: Path) -> None:
+        self.pod = deployment["spec"]["template"]["spec"]
+        self.container = self.pod["containers"][0]
+        self.root = root
+        self.mounts = {m["name"]: m["mountPath"] for m in self.container["volumeMounts"]}
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+
+    def local(self, container_path: str) -> Path:
+        return self.root / container_path.lstrip("/")
+
+    def map_path(self, value: str) -> str:
+        """A container path under a mount -> the same path under the local root."""
+        for mount in sorted(self.mounts.values(), key=len, reverse=True):
+            if value == mount or value.startswith(mount + "/"):
+                return str(self.local(mount)) + value[len(mount):]
+        return value
+
+    def write_secret(self, data: dict[str, str]) -> None:
+        """The token volume's items, like the kubelet's projection of the Secret."""
+        volume = next(v for v in self.pod["volumes"] if v["name"] == "token")
+        folder = self.local(self.mounts["token"])
+        folder.mkdir(parents=True, exist_ok=True)
+        for item in volume["secret"]["items"]:
+            target = folder / item["path"]
+            if item["key"] in data:
+                tmp = target.with_suffix(".new")
+                tmp.write_text(data[item["key"]])
+                os.replace(tmp, target)
+            elif target.exists():
+                target.unlink()
+
+    def start(self) -> LocalPod:
+        from conftest import free_port
+        env = {e["name"]: ",".join(self.map_path(p) for p in e["value"].split(","))
+               for e in self.container["env"]}
+        for mount in self.mounts.values():
+            self.local(mount).mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        env.update(JOYN_SCIM_HOST="127.0.0.1", JOYN_SCIM_PORT=str(self.port))  # loopback only
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "scim_server", *self.container["args"]],
+            env={"PATH": os.environ["PATH"], **env}, stdout=subprocess.DEVNULL,
+            stderr=open(self.root / "server.log", "ab"))
+        import httpx
+
+        def up():
+            assert self.proc.poll() is None, (self.root / "server.log").read_text()[-2000:]
+            try:
+                return httpx.get(f"http://127.0.0.1:{self.port}/healthz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        eventually(up, what="the tenant's server process")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+def secret_data(kube, ns, name) -> dict[str, str]:
+    s = child(kube, ns, SECRETS, f"{name}-scim-token")
+    return {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
+
+
+def test_wiring_the_deployment_serves_the_tenant_url_with_the_secret_token(
+        kube, ns, operator, tmp_path):
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    name = create_tenant(kube, ns, token={"previousTokenValidFor": "8s"})
+    deployment = eventually(lambda: child(kube, ns, DEPLOYMENTS, f"{name}-scim"),
+                            what="the Deployment")
+    url = eventually(lambda: status_of(kube, ns, name).get("url"), what="status.url")
+    pod = LocalPod(deployment, tmp_path)
+    pod.write_secret(secret_data(kube, ns, name))
+    pod.start()
+    try:
+        base = f"http://127.0.0.1:{pod.port}{urlsplit(url).path}"
+
+        def status(token: str) -> int:
+            return httpx.get(f"{base}/Users", headers={"Authorization": f"Bearer {token}"},
+                             params={"filter": 'userName eq "9edf3db5-5d8a-4b5e-9b1b-1f0e2c3d4a5b"'}
+                             ).status_code
+
+        first = secret_data(kube, ns, name)["token"]
+        r = httpx.get(f"{base}/Users", headers={"Authorization": f"Bearer {first}"},
+                      params={"filter": 'userName eq "9edf3db5-5d8a-4b5e-9b1b-1f0e2c3d4a5b"'})
+        assert r.status_code == 200 and r.json()["totalResults"] == 0  # Test Connection
+        assert status("wrong-token") == 401
+        # Rotation: both tokens work until the deadline, without restarting the server.
+        annotate(kube, ns, name, {"scim.sevenlakes.com/rotate-token": "wiring-1"})
+        rotated = eventually(lambda: (d := secret_data(kube, ns, name)).get("previous-token")
+                             and d, what="the rotation")
+        pod.write_secret(rotated)
+        eventually(lambda: status(rotated["token"]) == 200, what="the new token to work")
+        assert status(first) == 200
+        # The deadline passes: the operator drops the previous token, the volume follows.
+        dropped = eventually(lambda: "previous-token" not in (d := secret_data(kube, ns, name))
+                             and d, timeout=60, what="the previous token to be dropped")
+        pod.write_secret(dropped)
+        eventually(lambda: status(first) == 401, what="the old token to stop working")
+        assert status(rotated["token"]) == 200
+        assert pod.proc.poll() is None  # one process throughout
+    finally:
+        pod.stop()
