@@ -30,7 +30,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CONTROLLERS = ("garbage-collector-controller,namespace-controller,deployment-controller,"
-               "replicaset-controller,serviceaccount-controller")
+               "replicaset-controller,serviceaccount-controller,"
+               "persistentvolumeclaim-protection-controller,"
+               "persistentvolume-protection-controller")
 
 
 def binaries_dir(build: bool = False) -> Path | None:

@@ -375,3 +375,50 @@ def test_wiring_the_deployment_serves_the_tenant_url_with_the_secret_token(
         assert pod.proc.poll() is None  # one process throughout
     finally:
         pod.stop()
+
+
+def conditions_of(kube, ns, name) -> dict:
+    return {c["type"]: c for c in status_of(kube, ns, name).get("conditions", [])}
+
+
+def test_conditions_name_the_real_cause(kube, ns, operator):
+    name = create_tenant(kube, ns, ingress={"tls": {"secretName": "no-such-secret"}})
+    conds = eventually(lambda: (c := conditions_of(kube, ns, name)).get("IngressReady") and c,
+                       what="conditions")
+    # The IngressClass "nginx" (the operator's default) does not exist in this cluster.
+    assert conds["IngressReady"]["reason"] == "IngressClassNotFound"
+    assert conds["Progressing"]["reason"] in ("VolumePending", "PodPending", "Deploying")
+    assert kube.get(f"{tenants_url(ns)}/{name}").json()["metadata"].get("finalizers") in (None, [])
+    # A pod that cannot pull its image, with the status a kubelet would write for it.
+    pod = eventually(lambda: kube.get(f"/api/v1/namespaces/{ns}/pods", params={
+        "labelSelector": f"app.kubernetes.io/instance={name}"}).json()["items"],
+        what="the server pod")[0]
+    pod["status"] = {"phase": "Pending", "containerStatuses": [{
+        "name": "scim-server", "image": "registry.example/joyn-scim:test", "imageID": "",
+        "ready": False, "restartCount": 0,
+        "state": {"waiting": {
+            "reason": "ImagePullBackOff",
+            "message": "Back-off pulling image registry.example/joyn-scim:test"}}}]}
+    r = kube.request("PUT", f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}/status",
+                     json=pod)
+    assert r.status_code == 200, r.text
+    conds = eventually(lambda: (c := conditions_of(kube, ns, name))["Degraded"]["status"] ==
+                       "True" and c, what="Degraded=True")
+    assert conds["Degraded"]["reason"] == "ImagePullBackOff"
+    assert conds["Ready"]["reason"] == "ImagePullBackOff"
+    assert "Back-off pulling image" in conds["Ready"]["message"]
+
+
+def test_namespace_with_tenants_is_deleted_without_hanging(kube, tenant_crd, control_plane,
+                                                          tmp_path):
+    other = f"gone-{secrets.token_hex(4)}"
+    kube.create("/api/v1/namespaces", {"metadata": {"name": other}})
+    op = OperatorProcess(control_plane, other, tmp_path).start()
+    try:
+        name = create_tenant(kube, other)
+        eventually(lambda: child(kube, other, DEPLOYMENTS, f"{name}-scim"), what="children")
+    finally:
+        op.stop()  # even with the operator gone, nothing blocks the deletion
+    assert kube.delete(f"/api/v1/namespaces/{other}").status_code == 200
+    eventually(lambda: kube.get(f"/api/v1/namespaces/{other}").status_code == 404, timeout=90,
+               what="the namespace to be deleted")
