@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from datetime import UTC, datetime
 
 import kopf
 
-from . import GROUP, KIND, PLURAL, VERSION
+from . import GROUP, KIND, PLURAL, VERSION, metrics
 from .config import OperatorConfig
 from .desired import MANAGED_BY
 from .kube import Kube, path
@@ -37,7 +39,14 @@ async def _emit(body: dict, e: Event) -> None:
 
 
 async def _run(body: dict) -> None:
-    status = await reconcile(body, STATE["kube"], STATE["config"], _emit)
+    key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    started = time.perf_counter()
+    try:
+        status = await reconcile(body, STATE["kube"], STATE["config"], _emit)
+    except Exception:
+        metrics.observe(key, {}, started, ok=False)
+        raise
+    metrics.observe(key, status, started, ok=True)
     _schedule_deadline(body, status)
 
 
@@ -74,6 +83,8 @@ async def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.watching.connect_timeout = 30
     settings.posting.level = logging.WARNING  # our own Events are posted explicitly
     STATE["config"] = OperatorConfig.from_env()
+    metrics.serve(os.environ.get("JOYN_OPERATOR_METRICS_HOST", "0.0.0.0"),  # noqa: S104
+                  int(os.environ.get("JOYN_OPERATOR_METRICS_PORT", "8080")))
     STATE["kube"] = Kube.from_environment()
     STATE["deadlines"] = {}
     STATE["resync"] = asyncio.create_task(_resync(settings))

@@ -24,13 +24,17 @@ class OperatorProcess:
         self.namespace = namespace
         self.log = workdir / "operator.log"
         self.proc: subprocess.Popen | None = None
+        from conftest import free_port
+        self.metrics_port = free_port()
 
     def start(self) -> OperatorProcess:
         env = {**os.environ, "KUBECONFIG": str(self.cp.kubeconfig),
                "JOYN_OPERATOR_DOMAIN": DOMAIN,
                "JOYN_OPERATOR_SERVER_IMAGE": "registry.example/joyn-scim:test",
                "JOYN_OPERATOR_INGRESS_CLASS": "nginx",
-               "JOYN_OPERATOR_RESYNC_SECONDS": "3"}
+               "JOYN_OPERATOR_RESYNC_SECONDS": "3",
+               "JOYN_OPERATOR_METRICS_HOST": "127.0.0.1",
+               "JOYN_OPERATOR_METRICS_PORT": str(self.metrics_port)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scim_server", "operator", "-n", self.namespace,
              "--liveness", "", "--log-level", "debug"],
@@ -422,3 +426,24 @@ def test_namespace_with_tenants_is_deleted_without_hanging(kube, tenant_crd, con
     assert kube.delete(f"/api/v1/namespaces/{other}").status_code == 200
     eventually(lambda: kube.get(f"/api/v1/namespaces/{other}").status_code == 404, timeout=90,
                what="the namespace to be deleted")
+
+
+def test_operator_metrics(kube, ns, operator):
+    import httpx
+    name = create_tenant(kube, ns)
+    token = token_of(kube, ns, name)
+    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+
+    def scraped():
+        try:
+            text = httpx.get(url).text
+        except httpx.TransportError:
+            return None
+        return text if f'tenant="{name}"' in text else None
+
+    text = eventually(scraped, what="the tenant's token age in the metrics")
+    assert 'joyn_operator_reconciles_total{result="success"}' in text
+    assert "joyn_operator_reconcile_duration_seconds_bucket" in text
+    assert 'joyn_operator_tenants{ready="False"}' in text
+    assert f'joyn_operator_token_age_seconds{{namespace="{ns}",tenant="{name}"}}' in text
+    assert "joyn_operator_info" in text and token not in text

@@ -1,0 +1,52 @@
+"""The operator's Prometheus metrics. Labels are namespace and tenant names at most; never a
+token, a URL or anything a customer sends."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from datetime import UTC, datetime
+
+from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+
+from scim_server import __version__
+
+RECONCILES = Counter("joyn_operator_reconciles", "Tenant reconciles, by result.", ["result"])
+DURATION = Histogram("joyn_operator_reconcile_duration_seconds", "Time to reconcile a tenant.",
+                     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+TENANTS = Gauge("joyn_operator_tenants", "Tenants by their Ready condition.", ["ready"])
+TOKEN_AGE = Gauge("joyn_operator_token_age_seconds",
+                  "Age of each tenant's current token (rotate when it grows old).",
+                  ["namespace", "tenant"])
+INFO = Info("joyn_operator", "The operator's version.")
+
+_ready: dict[tuple[str, str], str] = {}
+
+
+def serve(host: str, port: int) -> None:
+    INFO.info({"version": __version__})
+    for state in ("True", "False", "Unknown"):
+        TENANTS.labels(state).set(0)
+    start_http_server(port, addr=host)
+
+
+def observe(key: tuple[str, str], status: dict, started: float, ok: bool) -> None:
+    DURATION.observe(time.perf_counter() - started)
+    RECONCILES.labels("success" if ok else "error").inc()
+    if not ok:
+        return
+    if not status:  # the tenant is gone
+        _ready.pop(key, None)
+        with contextlib.suppress(KeyError):  # it may never have had a token
+            TOKEN_AGE.remove(*key)
+    else:
+        ready = next((c["status"] for c in status.get("conditions", [])
+                      if c["type"] == "Ready"), "Unknown")
+        _ready[key] = ready
+        issued = (status.get("token") or {}).get("issuedAt")
+        if issued:
+            age = datetime.now(UTC) - datetime.fromisoformat(issued.replace("Z", "+00:00"))
+            TOKEN_AGE.labels(*key).set(age.total_seconds())
+    for state in ("True", "False", "Unknown"):
+        TENANTS.labels(state).set(sum(1 for v in _ready.values() if v == state))
+
