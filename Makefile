@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean kube-bins dev-cluster dev-cluster-down kind-up kind-down test-e2e
+.PHONY: demo serve test lint bench clean kube-bins dev-cluster dev-cluster-down kind-up kind-down test-e2e
 
 $(STAMP): pyproject.toml tests/conformance/package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml tests/conformance/package-lock.json
 	npm ci --prefix tests/conformance --no-audit --no-fund --silent  # newman
 	touch $@
 
-demo: $(STAMP)  ## run the SCIM server on http://127.0.0.1:8080/scim/v2 (prints a token once)
+demo: $(STAMP) kube-bins  ## the whole system here: control plane, operator, a tenant, its server
+	$(BIN)/python hack/demo.py $(ARGS)
+
+serve: $(STAMP)  ## only the SCIM server on http://127.0.0.1:8080/scim/v2 (prints a token once)
 	$(BIN)/joyn-scim serve $(ARGS)
 
 lint: $(STAMP)

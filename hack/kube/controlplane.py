@@ -112,6 +112,14 @@ class ControlPlane:
             time.sleep(0.1)
 
     def start(self, detach: bool = False) -> ControlPlane:
+        """Start all three; if any fails to come up, stop the others before raising."""
+        try:
+            return self._start(detach)
+        except BaseException:
+            self.stop(remove=False)  # keep the logs for the error message's reader
+            raise
+
+    def _start(self, detach: bool) -> ControlPlane:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "pki").mkdir(exist_ok=True)
         sa_key = self.dir / "pki" / "sa.key"

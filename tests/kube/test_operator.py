@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from localpod import LocalPod
 
 from .conftest import Kube, eventually
 
@@ -263,73 +264,6 @@ def test_deleting_a_tenant_honours_the_deletion_policy(kube, ns, operator, polic
             eventually(lambda p=kind_path, n=child_name: child(kube, ns, p, n) is None
                        or child(kube, ns, p, n)["metadata"].get("deletionTimestamp"),
                        what=f"{child_name} to be deleted")
-
-
-class LocalPod:
-    """Runs a Deployment's container the way the kubelet would, as a local process: its args
-    and env, with each volume mount mapped under a temporary root (the token Secret's keys
-    written there, replaced atomically on change as a Secret volume update does)."""
-
-    def __init__(self, deployment: dict, root: Path) -> None:
-        self.pod = deployment["spec"]["template"]["spec"]
-        self.container = self.pod["containers"][0]
-        self.root = root
-        self.mounts = {m["name"]: m["mountPath"] for m in self.container["volumeMounts"]}
-        self.port = 0
-        self.proc: subprocess.Popen | None = None
-
-    def local(self, container_path: str) -> Path:
-        return self.root / container_path.lstrip("/")
-
-    def map_path(self, value: str) -> str:
-        """A container path under a mount -> the same path under the local root."""
-        for mount in sorted(self.mounts.values(), key=len, reverse=True):
-            if value == mount or value.startswith(mount + "/"):
-                return str(self.local(mount)) + value[len(mount):]
-        return value
-
-    def write_secret(self, data: dict[str, str]) -> None:
-        """The token volume's items, like the kubelet's projection of the Secret."""
-        volume = next(v for v in self.pod["volumes"] if v["name"] == "token")
-        folder = self.local(self.mounts["token"])
-        folder.mkdir(parents=True, exist_ok=True)
-        for item in volume["secret"]["items"]:
-            target = folder / item["path"]
-            if item["key"] in data:
-                tmp = target.with_suffix(".new")
-                tmp.write_text(data[item["key"]])
-                os.replace(tmp, target)
-            elif target.exists():
-                target.unlink()
-
-    def start(self) -> LocalPod:
-        from conftest import free_port
-        env = {e["name"]: ",".join(self.map_path(p) for p in e["value"].split(","))
-               for e in self.container["env"]}
-        for mount in self.mounts.values():
-            self.local(mount).mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        env.update(JOYN_SCIM_HOST="127.0.0.1", JOYN_SCIM_PORT=str(self.port))  # loopback only
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "scim_server", *self.container["args"]],
-            env={"PATH": os.environ["PATH"], **env}, stdout=subprocess.DEVNULL,
-            stderr=open(self.root / "server.log", "ab"))
-        import httpx
-
-        def up():
-            assert self.proc.poll() is None, (self.root / "server.log").read_text()[-2000:]
-            try:
-                return httpx.get(f"http://127.0.0.1:{self.port}/healthz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        eventually(up, what="the tenant's server process")
-        return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
 
 
 def secret_data(kube, ns, name) -> dict[str, str]:
