@@ -15,11 +15,12 @@ from datetime import UTC, datetime
 from . import GROUP, KIND
 from .config import OperatorConfig
 from .desired import Tenant, children, names, selector, tenant_url, tls, token_secret
-from .kube import Kube, path
+from .kube import Kube, KubeError, path
 from .status import Observed, conditions
 from .tokens import ROTATE_ANNOTATION, Event, TokenState, fmt, next_state, parse_duration
 
 PAUSED_ANNOTATION = f"{GROUP}/paused"
+RECREATABLE = frozenset({"Deployment", "Service", "Ingress", "NetworkPolicy"})
 log = logging.getLogger("joyn_operator")
 
 # An event sink: (tenant body, Event) -> awaitable. Kube.post_event in the operator.
@@ -101,7 +102,22 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
         for obj in wanted:
             child_path = path(obj["kind"], t.namespace, obj["metadata"]["name"])
             before = None if first else await kube.get(child_path)
-            after, created = await kube.apply(obj)
+            try:
+                after, created = await kube.apply(obj)
+            except KubeError as e:
+                # A hand edit can leave a list SSA cannot merge (a Service port with a new key
+                # but the same name). Stateless children are recreated; the volume claim and
+                # the token Secret never are.
+                if e.status != 422 or obj["kind"] not in RECREATABLE or before is None:
+                    raise
+                await kube.delete(child_path)
+                after, created = await kube.apply(obj)
+                await emit(body, Event("DriftCorrected", f"{obj['kind']} "
+                                       f"{obj['metadata']['name']} was changed by hand in a way "
+                                       "that could not be merged, and has been recreated",
+                                       "Warning"))
+                applied[obj["kind"]] = after
+                continue
             applied[obj["kind"]] = after
             if first:
                 continue

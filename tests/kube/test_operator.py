@@ -381,3 +381,18 @@ def test_operator_metrics(kube, ns, operator):
     assert 'joyn_operator_tenants{ready="False"}' in text
     assert f'joyn_operator_token_age_seconds{{namespace="{ns}",tenant="{name}"}}' in text
     assert "joyn_operator_info" in text and token not in text
+
+
+def test_child_edited_by_hand_is_restored_with_an_event(kube, ns, operator):
+    name = create_tenant(kube, ns)
+    eventually(lambda: child(kube, ns, SERVICES, f"{name}-scim"), what="the Service")
+    eventually(lambda: status_of(kube, ns, name).get("observedGeneration"), what="a status")
+    r = kube.http.patch(f"{SERVICES.format(ns=ns)}/{name}-scim",
+                        json={"spec": {"ports": [{"name": "http", "port": 9999,
+                                                  "targetPort": "http", "protocol": "TCP"}]}},
+                        headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200, r.text
+    eventually(lambda: child(kube, ns, SERVICES, f"{name}-scim")["spec"]["ports"][0]["port"]
+               == 8080, what="the port to be restored")
+    eventually(lambda: "DriftCorrected" in events_of(kube, ns, name),
+               what="the DriftCorrected event")
