@@ -14,7 +14,16 @@ from datetime import UTC, datetime
 
 from . import GROUP, KIND
 from .config import OperatorConfig
-from .desired import Tenant, children, names, selector, tenant_url, tls, token_secret
+from .desired import (
+    MANAGED_BY,
+    Tenant,
+    children,
+    names,
+    selector,
+    tenant_url,
+    tls,
+    token_secret,
+)
 from .kube import Kube, KubeError, path
 from .status import Observed, conditions
 from .tokens import ROTATE_ANNOTATION, Event, TokenState, fmt, next_state, parse_duration
@@ -92,6 +101,7 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
 
     # -- the children ---------------------------------------------------------------------------
     applied: dict[str, dict] = {}
+    apply_errors: list[str] = []
     wanted = children(t, cfg)
     if paused:
         for obj in wanted:
@@ -100,39 +110,21 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
                 applied[obj["kind"]] = got
     else:
         for obj in wanted:
-            child_path = path(obj["kind"], t.namespace, obj["metadata"]["name"])
-            before = None if first else await kube.get(child_path)
             try:
-                after, created = await kube.apply(obj)
+                await _apply_child(obj, body, kube, emit, applied, first, spec_changed)
             except KubeError as e:
-                # A hand edit can leave a list SSA cannot merge (a Service port with a new key
-                # but the same name). Stateless children are recreated; the volume claim and
-                # the token Secret never are.
-                if e.status != 422 or obj["kind"] not in RECREATABLE or before is None:
-                    raise
-                await kube.delete(child_path)
-                after, created = await kube.apply(obj)
-                await emit(body, Event("DriftCorrected", f"{obj['kind']} "
-                                       f"{obj['metadata']['name']} was changed by hand in a way "
-                                       "that could not be merged, and has been recreated",
-                                       "Warning"))
-                applied[obj["kind"]] = after
-                continue
-            applied[obj["kind"]] = after
-            if first:
-                continue
-            rv_changed = before is not None and \
-                before["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"]
-            if created:
-                await emit(body, Event("ChildRestored", f"{obj['kind']} {obj['metadata']['name']} "
-                                 "was deleted and has been recreated", "Warning"))
-            elif rv_changed and not spec_changed:
-                await emit(body, Event("DriftCorrected", f"{obj['kind']} {obj['metadata']['name']} "
-                                 "was changed by hand and has been restored", "Warning"))
-        # Children that the spec no longer wants (Ingress or NetworkPolicy turned off).
+                if e.status not in (400, 403, 422):
+                    raise  # transient (5xx, conflicts): kopf and the resync retry
+                apply_errors.append(str(e))
+        # Children the spec no longer wants (Ingress or NetworkPolicy turned off), if ours.
+        wanted_kinds = {o["kind"] for o in wanted}
         for kind in ("Ingress", "NetworkPolicy"):
-            if kind not in applied:
-                await kube.delete(path(kind, t.namespace, n[kind.lower()]))
+            if kind not in wanted_kinds:
+                child_path = path(kind, t.namespace, n[kind.lower()])
+                current = await kube.get(child_path)
+                if current and (current["metadata"].get("labels") or {}).get(
+                        "app.kubernetes.io/managed-by") == MANAGED_BY:
+                    await kube.delete(child_path)
 
     # -- observe and write status ---------------------------------------------------------------
     pods = await kube.list(path("Pod", t.namespace),
@@ -154,7 +146,7 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
                         pvc=applied.get("PersistentVolumeClaim"),
                         ingress_wanted=t.section("ingress").get("enabled") is not False,
                         ingress=ing, ingress_class_exists=class_exists,
-                        tls_secret_exists=tls_exists)
+                        tls_secret_exists=tls_exists, apply_errors=apply_errors)
     previous_until = state.previous_valid_until if state and state.previous else None
     status: dict = {
         "observedGeneration": generation,
@@ -186,3 +178,34 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
     log.debug("reconciled", extra={"tenant": f"{t.namespace}/{t.name}", "paused": paused})
     return status
 
+
+async def _apply_child(obj: dict, body: dict, kube: Kube, emit: EmitFn, applied: dict,
+                       first: bool, spec_changed: bool) -> None:
+    """Apply one child; restore and report drift (a recreated or hand-edited child)."""
+    meta = obj["metadata"]
+    child_path = path(obj["kind"], meta["namespace"], meta["name"])
+    before = None if first else await kube.get(child_path)
+    try:
+        after, created = await kube.apply(obj)
+    except KubeError as e:
+        # A hand edit can leave a list SSA cannot merge (a Service port with a new key but the
+        # same name). Stateless children are recreated; the volume claim and the token Secret
+        # never are.
+        if e.status != 422 or obj["kind"] not in RECREATABLE or before is None:
+            raise
+        await kube.delete(child_path)
+        applied[obj["kind"]], _ = await kube.apply(obj)
+        await emit(body, Event("DriftCorrected", f"{obj['kind']} {meta['name']} was changed by "
+                               "hand in a way that could not be merged, and has been recreated",
+                               "Warning"))
+        return
+    applied[obj["kind"]] = after
+    if first:
+        return
+    if created:
+        await emit(body, Event("ChildRestored", f"{obj['kind']} {meta['name']} was deleted and "
+                               "has been recreated", "Warning"))
+    elif before is not None and not spec_changed and \
+            before["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"]:
+        await emit(body, Event("DriftCorrected", f"{obj['kind']} {meta['name']} was changed by "
+                               "hand and has been restored", "Warning"))

@@ -30,6 +30,7 @@ class Observed:
     ingress: dict | None = None
     ingress_class_exists: bool | None = None  # None: no class named, nothing to check
     tls_secret_exists: bool | None = None  # None: no TLS, or cert-manager is issuing it
+    apply_errors: list[str] = field(default_factory=list)  # children the API server refused
 
 
 def _cond(type_: str, ok: bool, reason: str, message: str) -> dict:
@@ -98,6 +99,8 @@ def conditions(o: Observed, *, paused: bool, previous_valid_until: datetime | No
     available = _available(o.deployment, generation_applied=True)
     ingress = _ingress(o)
 
+    if o.apply_errors:
+        failure = ("ApplyFailed", "; ".join(o.apply_errors))
     if failure:
         degraded = _cond("Degraded", True, failure[0], failure[1])
     elif o.pvc is not None and pvc_phase == "Lost":

@@ -396,3 +396,19 @@ def test_child_edited_by_hand_is_restored_with_an_event(kube, ns, operator):
                == 8080, what="the port to be restored")
     eventually(lambda: "DriftCorrected" in events_of(kube, ns, name),
                what="the DriftCorrected event")
+
+
+def test_a_child_the_api_server_refuses_shows_as_degraded(kube, ns, operator):
+    name = create_tenant(kube, ns, ingress={"annotations": {"not a valid key!": "x"}})
+    conds = eventually(lambda: (c := conditions_of(kube, ns, name)).get("Degraded", {}).get(
+        "reason") == "ApplyFailed" and c, what="Degraded=ApplyFailed")
+    assert "annotations" in conds["Degraded"]["message"]
+    # The rest of the tenant is still there.
+    assert child(kube, ns, SERVICES, f"{name}-scim") is not None
+    r = kube.http.patch(f"{tenants_url(ns)}/{name}",
+                        json={"spec": {"ingress": {"annotations": None}}},
+                        headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200
+    eventually(lambda: conditions_of(kube, ns, name)["Degraded"]["status"] == "False",
+               what="Degraded=False once fixed")
+    assert child(kube, ns, INGRESSES, f"{name}-scim") is not None

@@ -96,3 +96,9 @@ def test_last_transition_time_only_moves_on_a_status_change():
         generation=1, previous=first, now=later)}
     assert changed["Ready"]["lastTransitionTime"] == "2026-11-26T12:05:00Z"
     assert changed["Degraded"]["lastTransitionTime"] == "2026-11-26T12:00:00Z"
+
+
+def test_a_child_the_api_server_refused_is_degraded_apply_failed():
+    c = conds(healthy(apply_errors=["PATCH .../ingresses/acme-scim: 422 invalid annotation"]))
+    assert (c["Degraded"]["status"], c["Degraded"]["reason"]) == ("True", "ApplyFailed")
+    assert c["Ready"]["reason"] == "ApplyFailed" and "invalid annotation" in c["Ready"]["message"]
