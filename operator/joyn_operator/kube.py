@@ -42,11 +42,13 @@ def path(kind: str, namespace: str, name: str | None = None) -> str:
 
 
 class KubeError(Exception):
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: httpx.Response, redact: bool = False) -> None:
         try:
             message = response.json().get("message", response.text)
         except ValueError:
             message = response.text
+        if redact:  # an error about a Secret might quote a value: never let it reach a log
+            message = "(details withheld for a Secret)"
         super().__init__(f"{response.request.method} {response.request.url.path}: "
                          f"{response.status_code} {message}")
         self.status = response.status_code
@@ -121,7 +123,7 @@ class Kube:
             content=yaml.safe_dump(obj).encode(),  # JSON would do too; YAML is the apply form
             headers={"Content-Type": "application/apply-patch+yaml"})
         if r.status_code >= 400:
-            raise KubeError(r)
+            raise KubeError(r, redact=obj["kind"] == "Secret")
         return r.json(), r.status_code == 201
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> None:
