@@ -84,8 +84,8 @@ class ScimService:
             raise bad_request(f"The request body is not valid JSON: {e.msg} "
                               f"(position {e.pos})", "invalidSyntax") from None
 
-    def list_response(self, rt: schemas.ResourceType | None, total: int, items: list[dict],
-                      start: int) -> Response:
+    @staticmethod
+    def list_response(total: int, items: list[dict], start: int) -> Response:
         return scim_response({
             "schemas": [schemas.LIST_RESPONSE],
             "totalResults": total,
@@ -94,7 +94,7 @@ class ScimService:
             "Resources": items,
         })
 
-    def query(self, rt: schemas.ResourceType, params: dict, projection: Projection) -> Query:
+    def query(self, params: dict, projection: Projection) -> Query:
         start = _int_param(params, "startIndex", 1)
         count = _int_param(params, "count", self.settings.max_results)
         text = params.get("filter")
@@ -119,10 +119,10 @@ class ScimService:
     def search(self, request: Request, rt: schemas.ResourceType, params: dict) -> Response:
         projection = Projection.parse(rt, _csv(params.get("attributes")),
                                       _csv(params.get("excludedAttributes")))
-        q = self.query(rt, params, projection)
+        q = self.query(params, projection)
         total, items = self.storage.search(rt, q)
         base = self.base_url(request)
-        return self.list_response(rt, total, [render(rt, s, base, projection) for s in items],
+        return self.list_response(total, [render(rt, s, base, projection) for s in items],
                                   q.start_index)
 
     def resource(self, request: Request, rt: schemas.ResourceType, res: Stored,
@@ -216,7 +216,7 @@ class ScimService:
         for rt in (schemas.USER_TYPE, schemas.GROUP_TYPE):
             projection = Projection.parse(rt, _csv(params.get("attributes")),
                                           _csv(params.get("excludedAttributes")))
-            q = self.query(rt, params, projection)
+            q = self.query(params, projection)
             try:
                 n, _ = self.storage.search(rt, Query(q.filter, count=0))
             except ScimError as e:
@@ -232,14 +232,14 @@ class ScimService:
             _, items = self.storage.search(rt, page)
             out += [render(rt, s, base, projection) for s in items]
             skip = 0
-        return self.list_response(None, total, out, start)
+        return self.list_response(total, out, start)
 
     # -- discovery --------------------------------------------------------------------------
 
     async def schemas_list(self, request: Request) -> Response:
         base = self.base_url(request)
         items = [s.to_scim(base) for s in schemas.ALL_SCHEMAS]
-        return self.list_response(None, len(items), items, 1)
+        return self.list_response(len(items), items, 1)
 
     async def schema_item(self, request: Request) -> Response:
         s = schemas.SCHEMAS_BY_ID.get(request.path_params["id"].lower())
@@ -250,7 +250,7 @@ class ScimService:
     async def resource_types(self, request: Request) -> Response:
         base = self.base_url(request)
         items = [rt.to_scim(base) for rt in schemas.RESOURCE_TYPES.values()]
-        return self.list_response(None, len(items), items, 1)
+        return self.list_response(len(items), items, 1)
 
     async def resource_type(self, request: Request) -> Response:
         rt = schemas.RESOURCE_TYPES.get(request.path_params["id"])

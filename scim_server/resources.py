@@ -89,7 +89,7 @@ def canonical_resource(rt: ResourceType, body: object) -> dict:
                     continue
                 if not isinstance(value, dict):
                     raise bad_request(f"{key} must be a JSON object")
-                ext = canonical_object(schema.attributes, schema.attr, value, key)
+                ext = canonical_object(schema.attr, value, key)
                 if ext:
                     doc.setdefault(schema.id, {}).update(ext)
                 continue
@@ -116,7 +116,7 @@ def check_required(rt: ResourceType, doc: dict) -> None:
             raise bad_request(f"Attribute '{attr.name}' is required")
 
 
-def canonical_object(attrs: tuple[Attribute, ...], lookup, value: dict, where: str) -> dict:
+def canonical_object(lookup, value: dict, where: str) -> dict:
     out: dict = {}
     for key, v in value.items():
         sub = lookup(key)
@@ -159,7 +159,7 @@ def canonical_single(attr: Attribute, value: object, where: str) -> object:
         value = coerce_complex(attr, value)
         if not isinstance(value, dict):
             raise bad_request(f"Attribute '{where}' must be a JSON object")
-        return canonical_object(attr.sub_attributes, attr.sub, value, where) or None
+        return canonical_object(attr.sub, value, where) or None
     if t in ("string", "reference", "binary"):
         if attr.accepts_numbers and isinstance(value, (int, float)) and \
                 not isinstance(value, bool):

@@ -87,10 +87,10 @@ async def configure(settings: kopf.OperatorSettings, **_) -> None:
                   int(os.environ.get("JOYN_OPERATOR_METRICS_PORT", "8080")))
     STATE["kube"] = Kube.from_environment()
     STATE["deadlines"] = {}
-    STATE["resync"] = asyncio.create_task(_resync(settings))
+    STATE["resync"] = asyncio.create_task(_resync())
 
 
-async def _resync(settings: kopf.OperatorSettings) -> None:
+async def _resync() -> None:
     """Reconcile every tenant now and then, as a safety net for missed events."""
     interval = float(STATE["config"].resync_seconds)
     while True:
