@@ -6,7 +6,6 @@ task and a stream copy per request) because it runs on every request.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
@@ -335,25 +334,13 @@ def _resource_label(path: str, base_path: str) -> str:
     return path.strip("/") if path in _QUIET else "other"
 
 
-class Activity:
-    """Requests in flight, so that housekeeping can wait for a pause in traffic."""
-
-    def __init__(self) -> None:
-        self.in_flight = 0
-        self.last_end = 0.0
-
-    def idle_for(self, seconds: float) -> bool:
-        return self.in_flight == 0 and time.monotonic() - self.last_end >= seconds
-
-
 class ObservabilityMiddleware:
     """Request id, access log line, metrics, and a SCIM 500 body if a handler fails."""
 
-    def __init__(self, app, metrics: Metrics, base_path: str, activity: Activity) -> None:
+    def __init__(self, app, metrics: Metrics, base_path: str) -> None:
         self.app = app
         self.metrics = metrics
         self.base_path = base_path
-        self.activity = activity
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -378,7 +365,6 @@ class ObservabilityMiddleware:
             await send(message)
 
         t0 = time.perf_counter()
-        self.activity.in_flight += 1
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception:
@@ -388,8 +374,6 @@ class ObservabilityMiddleware:
                                                      f"log for request {rid}"))
                 await resp(scope, receive, send_wrapper)
         finally:
-            self.activity.in_flight -= 1
-            self.activity.last_end = time.monotonic()
             elapsed = time.perf_counter() - t0
             path = scope["path"]
             resource = _resource_label(path, self.base_path)
@@ -488,31 +472,16 @@ def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
         return error_response(ScimError(500, "Internal server error; see the server log for "
                                              f"request {rid}"))
 
-    activity = Activity()
-
-    async def housekeeping() -> None:
-        while True:
-            await asyncio.sleep(0.1)
-            if activity.idle_for(0.05):
-                try:
-                    svc.storage.checkpoint()
-                except Exception as e:  # keep the loop alive; the next pause retries
-                    logging.getLogger("scim_server.storage").warning(
-                        "checkpoint failed", extra={"error": f"{type(e).__name__}: {e}"})
-
     @contextlib.asynccontextmanager
     async def lifespan(app):
         svc.storage = storage_factory()
-        task = asyncio.create_task(housekeeping())
         try:
             yield
         finally:
-            task.cancel()
             svc.storage.close()
 
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={ScimError: scim_error, HTTPException: http_error,
                                         Exception: server_error})
     app.state.service = svc
-    return ObservabilityMiddleware(BearerAuthMiddleware(app, tokens, base), metrics, base,
-                                   activity)
+    return ObservabilityMiddleware(BearerAuthMiddleware(app, tokens, base), metrics, base)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -121,7 +122,6 @@ class SqliteStorage:
         self.path = path
         self.synchronous = synchronous
         self._commits = 0
-        self._checkpointed = 0
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                   cached_statements=256)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -131,14 +131,37 @@ class SqliteStorage:
         self.db.execute("PRAGMA cache_size=-65536")  # KiB: a tenant's whole database, typically
         self.db.create_function("scim_fold", 1, fold, deterministic=True)
         self._migrate()
-        # Checkpoints copy the WAL into the database and fsync. The app calls `checkpoint()`
-        # when no request is in flight, so under Entra's bursty traffic no request pays for
-        # one. Under a load that never pauses, SQLite's automatic checkpoint takes over, kept
-        # small (256 pages) so the request that triggers it waits ~1 ms, not ~5. (Measured: a
-        # background checkpoint thread competed with the request thread for the CPU and
-        # could never restart the WAL under steady writes, so the WAL grew without bound.)
-        self.db.execute("PRAGMA wal_autocheckpoint=256")
+        # Checkpoints copy the WAL into the database and fsync. A thread with its own connection
+        # runs them right behind the writer (PASSIVE: it never blocks a request), so the
+        # request thread rarely pays for one; SQLite's own automatic checkpoint, at 1024 pages,
+        # stays as the bound that lets the WAL restart under a load that never pauses.
+        # Measured (bench/, user PATCH p99, 2 cores): inline checkpoints only, 3.3 ms; this,
+        # 1.5-2.8 ms, and no pause over 6 ms (a checkpoint thread without the inline bound let
+        # the WAL grow to 38 MB and paused requests for up to 230 ms).
+        self.db.execute("PRAGMA wal_autocheckpoint=1024")
         self.db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop,
+                                              name="sqlite-checkpoint", daemon=True)
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA synchronous={self.synchronous}")
+        seen = 0
+        try:
+            while not self._stop.is_set():
+                if self._commits == seen:
+                    self._stop.wait(0.02)
+                    continue
+                seen = self._commits
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as e:
+                    log.warning("WAL checkpoint failed", extra={"error": str(e)})
+                    self._stop.wait(1)
+        finally:
+            db.close()
 
     def _migrate(self) -> None:
         with self._tx():
@@ -164,15 +187,9 @@ class SqliteStorage:
         self.db.execute("COMMIT")
         self._commits += 1
 
-    def checkpoint(self) -> bool:
-        """Copy committed WAL frames into the database, if there are any. Call when idle."""
-        if self._commits == self._checkpointed:
-            return False
-        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        self._checkpointed = self._commits
-        return True
-
     def close(self) -> None:
+        self._stop.set()
+        self._checkpointer.join(timeout=30)
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         self.db.close()
 
