@@ -54,9 +54,8 @@ def error_response(err: ScimError) -> Response:
 class ScimService:
     """The request handlers. `storage` is opened by the lifespan and closed at shutdown."""
 
-    def __init__(self, settings: AppSettings, storage_factory) -> None:
+    def __init__(self, settings: AppSettings) -> None:
         self.settings = settings
-        self.storage_factory = storage_factory
         self.storage: Storage | None = None
 
     # -- helpers ----------------------------------------------------------------------------
@@ -412,7 +411,7 @@ def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
                metrics: Metrics | None = None) -> object:
     """The whole ASGI app. `storage_factory()` is called once at start-up (lifespan)."""
     metrics = metrics or Metrics()
-    svc = ScimService(settings, storage_factory)
+    svc = ScimService(settings)
     base = settings.base_path
 
     async def healthz(request: Request) -> Response:

@@ -9,18 +9,13 @@ no kubelet in the local control plane.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from controlplane import free_port
 
 
 class LocalPod:
@@ -65,7 +60,7 @@ class LocalPod:
                for e in self.container["env"]}
         for mount in self.mounts.values():
             self.local(mount).mkdir(parents=True, exist_ok=True)
-        self.port = port or _free_port()
+        self.port = port or free_port()
         env.update(JOYN_SCIM_HOST="127.0.0.1", JOYN_SCIM_PORT=str(self.port))  # loopback only
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scim_server", *self.container["args"]],
