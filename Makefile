@@ -5,7 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve test lint bench clean kube-bins dev-cluster dev-cluster-down kind-up kind-down test-e2e
+.PHONY: demo serve test lint bench clean node-deps kube-bins image dev-cluster dev-cluster-down \
+	kind-up kind-down test-e2e
 
 $(STAMP): pyproject.toml tests/conformance/package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +15,7 @@ $(STAMP): pyproject.toml tests/conformance/package-lock.json
 	npm ci --prefix tests/conformance --no-audit --no-fund --silent  # newman
 	touch $@
 
-demo: $(STAMP) kube-bins  ## the whole system here: control plane, operator, a tenant, its server
+demo: $(STAMP) kube-bins  ## the whole system here: cluster with a real node, operator, a tenant
 	$(BIN)/python hack/demo.py $(ARGS)
 
 serve: $(STAMP)  ## only the SCIM server on http://127.0.0.1:8080/scim/v2 (prints a token once)
@@ -23,21 +24,36 @@ serve: $(STAMP)  ## only the SCIM server on http://127.0.0.1:8080/scim/v2 (print
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP) lint kube-bins  ## the whole test suite: SCIM, conformance, Kubernetes
+test: $(STAMP) lint kube-bins  ## the whole test suite: SCIM, conformance, Kubernetes on a real node
 	KUBE_BINS_DIR=$$(hack/kube/build.sh) TOOLS_BINS_DIR=$$(hack/tools/build.sh) \
-		$(BIN)/pytest $(PYTEST_ARGS)
+		NODE_BINS_DIR=$$(hack/node/build.sh) $(BIN)/pytest $(PYTEST_ARGS)
 
-# Kubernetes from the Go module proxy (versions pinned in hack/kube/go.mod, hack/tools/go.mod),
-# cached outside the repository; a no-op when already built.
-kube-bins:  ## build or reuse kube-apiserver, kube-controller-manager, kubectl, etcd, helm, kubeconform, kind
+# The node's runtime and the image builder, from Debian's packages (as root); a no-op when
+# they are all there.
+NODE_DEPS := containerd runc containernetworking-plugins buildah debootstrap iptables iproute2
+node-deps:  ## install containerd, runc, CNI plugins, buildah, debootstrap (apt-get)
+	@test "$$(dpkg-query -W -f='$${Status}\n' $(NODE_DEPS) 2>/dev/null | grep -c 'ok installed')" \
+		= $(words $(NODE_DEPS)) || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(NODE_DEPS) >/dev/null; }
+
+# Kubernetes and the node's tools from the Go module proxy (versions pinned in hack/kube,
+# hack/tools and hack/node), and the node's images (hack/node/images.sh), cached outside the
+# repository; a no-op when already built.
+kube-bins: node-deps  ## build or reuse the Kubernetes binaries, helm, kubeconform, kind, traefik, local-path-provisioner, crictl and the images
 	hack/kube/build.sh
 	hack/tools/build.sh
+	hack/node/build.sh
+	hack/node/images.sh
 
-dev-cluster: $(STAMP) kube-bins  ## start a local control plane; prints the KUBECONFIG to export
-	$(BIN)/python hack/kube/controlplane.py up
+image: node-deps  ## build (or reuse) the image from the Dockerfile on a Debian base made here; print its size
+	@hack/node/images.sh | sed -n 's/^app=\(\S*\) \(.*\)/\1 \2/p' | while read -r ref tar; do \
+		echo "$$ref: $$(du -m "$$tar" | cut -f1) MB uncompressed ($$tar)"; done
 
-dev-cluster-down:  ## stop it and remove its files
-	$(BIN)/python hack/kube/controlplane.py down
+dev-cluster: $(STAMP) kube-bins  ## start the local cluster (real node, ingress); prints the KUBECONFIG
+	$(BIN)/python hack/kube/cluster.py up
+
+dev-cluster-down:  ## stop it, leave nothing behind, remove its files
+	$(BIN)/python hack/kube/cluster.py down
 
 # Only where a Docker engine runs (kind needs one; this project's build machines have none).
 KIND_CLUSTER ?= joyn-scim
@@ -58,4 +74,4 @@ bench: $(STAMP)  ## our server vs scim2-server 0.8.3, same ASGI server (needs wr
 	$(BIN)/python bench/bench.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) joyn-scim-data .pytest_cache .ruff_cache
+	rm -rf $(VENV) joyn-scim-data joyn-scim-demo .pytest_cache .ruff_cache

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build kube-apiserver, kube-controller-manager, kubectl and etcd from the Go module proxy, at the
+# Build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl and etcd from the Go module proxy, at the
 # versions pinned in this folder's go.mod, into a cache folder outside the repository keyed by
 # version. Does nothing when the binaries are already there. Prints the folder on stdout.
 # `build.sh --check` only prints it (exit 1 if a binary is missing) and never builds.
@@ -11,7 +11,7 @@ V=$(sed -n 's#^\s*k8s.io/kubernetes \(v[0-9.]*\).*#\1#p' go.mod)
 ETCD=$(sed -n 's#^\s*go.etcd.io/etcd/server/v3 \(v[0-9.]*\).*#\1#p' go.mod)
 ROOT=${KUBE_BINS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/joyn-scim/kube-bins}
 OUT="$ROOT/kubernetes-$V-etcd-$ETCD"
-BINS="kube-apiserver kube-controller-manager kubectl etcd"
+BINS="kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl etcd"
 have_all() { for b in $BINS; do [ -x "$OUT/$b" ] || return 1; done; }
 if have_all; then
   echo "$OUT"
@@ -31,10 +31,10 @@ done
 TMP="$OUT.partial.$$"
 mkdir -p "$TMP"
 trap 'rm -rf "$TMP"' EXIT
-echo "building kubernetes $V and etcd $ETCD into $OUT (cold: ~6 min on 2 cores, ~2 GB RAM)" >&2
+echo "building kubernetes $V and etcd $ETCD into $OUT (cold: ~9 min on 2 cores, ~2 GB RAM)" >&2
 go build -trimpath -ldflags "$LDF" -o "$TMP/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kubectl >&2
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kubectl >&2
 go build -trimpath -ldflags "-s -w" -o "$TMP/etcd" go.etcd.io/etcd/server/v3 >&2
 rm -rf "$OUT"
 mv "$TMP" "$OUT"

@@ -1,4 +1,6 @@
-"""A real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager.
+"""A real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler. The node that runs its pods is hack/kube/node.py; hack/kube/cluster.py puts them
+together with storage and an ingress controller.
 
 Used by the pytest fixture in tests/kube/ and by `make dev-cluster` for a person:
 
@@ -6,8 +8,10 @@ Used by the pytest fixture in tests/kube/ and by `make dev-cluster` for a person
     python hack/kube/controlplane.py down [--dir DIR]  # stop and remove DIR
 
 The binaries come from hack/kube/build.sh (built from the Go module proxy, cached outside the
-repository). Everything runs in one folder: keys, a static admin token (group system:masters),
-the API server's self-signed serving certificate, each component's log and a kubeconfig.
+repository). Everything runs in one folder: keys, static tokens (the admin in system:masters,
+the node in system:nodes, the ingress controller with its own RBAC), the API server's
+self-signed serving certificate and its client certificate for kubelets, each component's log
+and a kubeconfig.
 """
 
 from __future__ import annotations
@@ -28,24 +32,36 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pki
+
 HERE = Path(__file__).resolve().parent
+NODE_NAME = "joyn-scim-node"  # the one node's name; its kubelet authenticates as system:node:<it>
+INGRESS_USER = "joyn-scim:ingress-controller"  # Traefik's user (hack/kube/ingress.py)
 CONTROLLERS = ("garbage-collector-controller,namespace-controller,deployment-controller,"
                "replicaset-controller,serviceaccount-controller,"
                "persistentvolumeclaim-protection-controller,"
-               "persistentvolume-protection-controller")
+               "persistentvolume-protection-controller,"
+               # for a node: PVs bound to claims, EndpointSlices for the ingress controller,
+               # kube-root-ca.crt for pods that mount a ServiceAccount token
+               "persistentvolume-binder-controller,endpointslice-controller,"
+               "root-ca-certificate-publisher-controller,"
+               # lifts the not-ready taint a kubelet registers its node with
+               "node-lifecycle-controller")
+COMPONENTS = ("kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
 
 
-def binaries_dir(build: bool = False) -> Path | None:
-    """The folder holding the four binaries (None if not built); `build` builds them first,
-    which takes tens of minutes on a new machine."""
-    if os.environ.get("KUBE_BINS_DIR"):
-        return Path(os.environ["KUBE_BINS_DIR"])
-    args = [str(HERE / "build.sh")] + ([] if build else ["--check"])
+def binaries_dir(build: bool = False, script: Path = HERE / "build.sh",
+                 env: str = "KUBE_BINS_DIR") -> Path | None:
+    """The folder holding the binaries `script` builds (None if not built); `build` builds them
+    first, which takes minutes on a new machine."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    args = [str(script)] + ([] if build else ["--check"])
     r = subprocess.run(args, stdout=subprocess.PIPE, text=True,
                        stderr=None if build else subprocess.DEVNULL)
     if r.returncode != 0:
         if build:
-            raise RuntimeError("hack/kube/build.sh failed")
+            raise RuntimeError(f"{script} failed")
         return None
     return Path(r.stdout.strip().splitlines()[-1])
 
@@ -56,12 +72,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def terminate(p: subprocess.Popen | None, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds."""
+    if p is None or p.poll() is not None:
+        return
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
 class ControlPlane:
     def __init__(self, bins: Path, workdir: Path) -> None:
         self.bins = bins
         self.dir = workdir
         self.procs: dict[str, subprocess.Popen] = {}
         self.token = ""
+        self.node_token = ""
+        self.ingress_token = ""
+        self.kubelet_client_ca: Path | None = None
         self.api_port = 0
         self.etcd_port = 0
 
@@ -85,7 +116,7 @@ class ControlPlane:
     def logs(self, tail: int = 60) -> str:
         """The last lines of each component's log, for a failing test to show."""
         out = []
-        for name in ("etcd", "kube-apiserver", "kube-controller-manager"):
+        for name in reversed(COMPONENTS):
             p = self.log(name)
             if p.exists():
                 lines = p.read_text(errors="replace").splitlines()[-tail:]
@@ -125,10 +156,19 @@ class ControlPlane:
         sa_key = self.dir / "pki" / "sa.key"
         subprocess.run(["openssl", "genrsa", "-out", str(sa_key), "2048"], check=True,
                        capture_output=True)
-        self.token = secrets.token_urlsafe(32)
+        self.token, self.node_token, self.ingress_token = (secrets.token_urlsafe(32)
+                                                           for _ in range(3))
         tokens = self.dir / "pki" / "tokens.csv"
-        tokens.write_text(f'{self.token},admin,admin-uid,"system:masters"\n')
+        tokens.write_text(f'{self.token},admin,admin-uid,"system:masters"\n'
+                          f'{self.node_token},system:node:{NODE_NAME},node-uid,"system:nodes"\n'
+                          f'{self.ingress_token},{INGRESS_USER},ingress-uid\n')
         os.chmod(tokens, 0o600)
+        # The API server's identity towards kubelets (logs, exec); they trust this CA.
+        ca = pki.make_ca(self.dir / "pki", "kubelet-client-ca", "joyn-scim kubelet client CA")
+        self.kubelet_client_ca = ca[0]
+        kubelet_client = pki.issue(ca, self.dir / "pki", "apiserver-kubelet-client",
+                                   "kube-apiserver-kubelet-client",
+                                   organization="system:masters", client=True)
 
         self.etcd_port, peer = free_port(), free_port()
         self._spawn("etcd", [
@@ -152,7 +192,11 @@ class ControlPlane:
             f"--service-account-issuer=https://127.0.0.1:{self.api_port}",
             f"--service-account-key-file={sa_key}",
             f"--service-account-signing-key-file={sa_key}",
-            "--authorization-mode=RBAC", f"--token-auth-file={tokens}",
+            "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
+            f"--token-auth-file={tokens}",
+            f"--kubelet-client-certificate={kubelet_client[0]}",
+            f"--kubelet-client-key={kubelet_client[1]}",
+            "--kubelet-preferred-address-types=InternalIP",
             "--allow-privileged=true", "--profiling=false",
         ], detach)
         self._wait("kube-apiserver /readyz",
@@ -171,20 +215,18 @@ class ControlPlane:
         # (the serviceaccount controller started with it).
         self._wait("kube-controller-manager", lambda: self._get(
             f"{self.server}/api/v1/namespaces/default/serviceaccounts/default") == 200)
+        self._spawn("kube-scheduler", [
+            f"--kubeconfig={self.kubeconfig}", f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}", "--leader-elect=false",
+            "--bind-address=127.0.0.1", f"--secure-port={free_port()}", "--profiling=false",
+        ], detach)
         (self.dir / "state.json").write_text(json.dumps({
             "pids": {n: p.pid for n, p in self.procs.items()}, "server": self.server}))
         return self
 
     def stop(self, remove: bool = True) -> None:
-        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
-            p = self.procs.get(name)
-            if p and p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        for name in COMPONENTS:
+            terminate(self.procs.get(name))
         if remove:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -192,6 +234,26 @@ class ControlPlane:
 
     def _ssl(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        """Run kubectl as the admin; raise with its message on failure."""
+        r = subprocess.run([str(self.bins / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+                           input=input, capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)}: {r.stderr.strip()}")
+        return r.stdout
+
+    def get_json(self, path: str) -> dict | None:
+        """GET an API path as the admin: the object, or None when it is not there."""
+        req = urllib.request.Request(self.server + path,
+                                     headers={"Authorization": f"Bearer {self.token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=10, context=self._ssl()) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return None
+            raise
 
     def _get(self, url: str) -> int:
         req = urllib.request.Request(url)
@@ -222,7 +284,7 @@ def _down(workdir: Path) -> None:
     state = workdir / "state.json"
     if state.exists():
         pids = json.loads(state.read_text())["pids"]
-        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
+        for name in COMPONENTS:
             pid = pids.get(name)
             if pid is None:
                 continue

@@ -156,10 +156,12 @@ def token_volume(t: Tenant) -> dict:
         return {"name": "token", "secret": {
             "secretName": byo["name"], "items": [{"key": byo.get("key", TOKEN_KEY),
                                                   "path": TOKEN_KEY}]}}
-    return {"name": "token", "secret": {"secretName": names(t)["secret"], "items": [
-        {"key": TOKEN_KEY, "path": TOKEN_KEY},
-        {"key": PREVIOUS_TOKEN_KEY, "path": PREVIOUS_TOKEN_KEY}], "optional": False,
-        "defaultMode": 0o440}}
+    # Every key of our own Secret, not `items`: outside a rotation it has no previous-token,
+    # and the kubelet refuses a volume whose `items` name an absent key (FailedMount), while
+    # `optional: true` would start the server without any token if the Secret were missing.
+    # Projected this way, previous-token appears and disappears with the key, without a restart.
+    return {"name": "token", "secret": {"secretName": names(t)["secret"], "optional": False,
+                                        "defaultMode": 0o440}}
 
 
 def deployment(t: Tenant, cfg: OperatorConfig) -> dict:

@@ -1,10 +1,14 @@
-"""The `control_plane` fixture: a real etcd + kube-apiserver + kube-controller-manager on
-127.0.0.1 for the whole session (hack/kube/controlplane.py), and a small API client."""
+"""The `cluster` fixture: the whole test cluster for the session (hack/kube/cluster.py): a
+real control plane on 127.0.0.1, one real node (containerd, runc, CNI, kubelet), PVCs that bind
+and an ingress controller serving HTTPS; `control_plane` is its control plane. Also a small API
+client and the operator run as a process (`joyn-scim operator`)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import ssl
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,7 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack" / "kube"))
-from controlplane import ControlPlane, binaries_dir  # noqa: E402
+from cluster import Cluster, missing  # noqa: E402
+from controlplane import ControlPlane, free_port  # noqa: E402
 
 
 class Kube:
@@ -60,16 +65,21 @@ def eventually(condition, timeout: float = 60, what: str = ""):
 
 
 @pytest.fixture(scope="session")
-def control_plane(tmp_path_factory):
-    bins = binaries_dir()
-    if bins is None:
-        message = "Kubernetes binaries are not built: run `make kube-bins` (hack/kube/build.sh)"
+def cluster(tmp_path_factory) -> Cluster:
+    what = missing()
+    if what is not None:
+        message = f"{what} not built: run `make kube-bins` (needs the packages of `make node-deps`)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    cp = ControlPlane(bins, tmp_path_factory.mktemp("kube")).start()
-    yield cp
-    cp.stop()
+    c = Cluster(tmp_path_factory.mktemp("cluster")).start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="session")
+def control_plane(cluster) -> ControlPlane:
+    return cluster.cp
 
 
 @pytest.fixture(scope="session")
@@ -81,11 +91,43 @@ def kube(control_plane) -> Kube:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    cp = item.funcargs.get("control_plane") if hasattr(item, "funcargs") else None
-    if cp is None and hasattr(item, "funcargs") and "kube" in item.funcargs:
-        cp = item.funcargs["kube"].cp
-    if report.failed and cp is not None:
-        report.sections.append(("control plane logs", cp.logs()))
+    funcargs = getattr(item, "funcargs", {})
+    if report.failed and "cluster" in funcargs:
+        report.sections.append(("cluster logs", funcargs["cluster"].logs()))
+    elif report.failed and "kube" in funcargs:
+        report.sections.append(("control plane logs", funcargs["kube"].cp.logs()))
+
+
+class OperatorProcess:
+    """`joyn-scim operator` against the cluster, watching one namespace, with its log kept."""
+
+    def __init__(self, control_plane, namespace: str, workdir: Path, **env: str) -> None:
+        self.cp = control_plane
+        self.namespace = namespace
+        self.log = workdir / "operator.log"
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.metrics_port = free_port()
+
+    def start(self) -> OperatorProcess:
+        env = {**os.environ, "KUBECONFIG": str(self.cp.kubeconfig),
+               "JOYN_OPERATOR_METRICS_HOST": "127.0.0.1",
+               "JOYN_OPERATOR_METRICS_PORT": str(self.metrics_port),
+               **{f"JOYN_OPERATOR_{k}": v for k, v in self.env.items()}}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "scim_server", "operator", "-n", self.namespace,
+             "--liveness", "", "--log-level", "debug"],
+            env=env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 CRD_PATH = ROOT / "crds" / "joynscimtenants.scim.sevenlakes.com.yaml"

@@ -154,7 +154,8 @@ def test_deployment_and_replicaset_controllers(kube, ns):
         "metadata": {"name": "demo"},
         "spec": {"replicas": 2, "selector": {"matchLabels": labels}, "template": {
             "metadata": {"labels": labels},
-            "spec": {"containers": [{"name": "c", "image": "example.invalid/none:1"}]}}}})
+            # a registry on a closed loopback port: the pull fails at once, nothing leaves
+            "spec": {"containers": [{"name": "c", "image": "127.0.0.1:9/none:1"}]}}}})
     assert r.status_code == 201, r.text
 
     def pods():
@@ -163,7 +164,7 @@ def test_deployment_and_replicaset_controllers(kube, ns):
         return items if len(items) == 2 else None
 
     found = eventually(pods, what="the ReplicaSet's pods")
-    # No scheduler or kubelet: the pods exist but never run.
+    # Their image cannot be pulled: the pods exist, and are scheduled, but never run.
     assert all(p["status"].get("phase") == "Pending" for p in found)
     owner = found[0]["metadata"]["ownerReferences"][0]
     assert owner["kind"] == "ReplicaSet"

@@ -80,6 +80,8 @@ def test_deployment_runs_the_server_hardened():
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "acme-scim-data"
     assert volumes["token"]["secret"]["secretName"] == "acme-scim-token"
+    # every key, so that a Secret without previous-token still mounts (no `items`)
+    assert "items" not in volumes["token"]["secret"]
 
 
 def test_spec_image_overrides_the_operator_image():
