@@ -30,7 +30,8 @@ test: $(STAMP) lint kube-bins  ## the whole test suite: SCIM, conformance, Kuber
 
 # The node's runtime and the image builder, from Debian's packages (as root); a no-op when
 # they are all there.
-NODE_DEPS := containerd runc containernetworking-plugins buildah debootstrap iptables iproute2
+NODE_DEPS := containerd runc containernetworking-plugins buildah debootstrap iptables iproute2 \
+	gcc libc6-dev
 node-deps:  ## install containerd, runc, CNI plugins, buildah, debootstrap (apt-get)
 	@test "$$(dpkg-query -W -f='$${Status}\n' $(NODE_DEPS) 2>/dev/null | grep -c 'ok installed')" \
 		= $(words $(NODE_DEPS)) || { apt-get update -qq && \

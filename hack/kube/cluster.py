@@ -67,14 +67,13 @@ def images(build: bool = False) -> Images | None:
     return Images(refs["base"], refs["pause"], refs["app"], tuple(archives))
 
 
-def missing(build: bool = False) -> str | None:
-    """What is not built yet, as a sentence, or None."""
-    if binaries_dir(build) is None:
+def missing() -> str | None:
+    """Which binaries are not built yet, as a phrase, or None. (The images are not asked
+    about: Cluster() builds them when the sources changed, in about a minute.)"""
+    if binaries_dir() is None:
         return "the Kubernetes binaries (hack/kube/build.sh)"
-    if node_binaries_dir(build) is None:
+    if node_binaries_dir() is None:
         return "the node's tools (hack/node/build.sh)"
-    if images(build) is None:
-        return "the node's images (hack/node/images.sh)"
     return None
 
 

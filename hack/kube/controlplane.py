@@ -2,11 +2,6 @@
 kube-scheduler. The node that runs its pods is hack/kube/node.py; hack/kube/cluster.py puts them
 together with storage and an ingress controller.
 
-Used by the pytest fixture in tests/kube/ and by `make dev-cluster` for a person:
-
-    python hack/kube/controlplane.py up [--dir DIR]    # start, print `export KUBECONFIG=...`
-    python hack/kube/controlplane.py down [--dir DIR]  # stop and remove DIR
-
 The binaries come from hack/kube/build.sh (built from the Go module proxy, cached outside the
 repository). Everything runs in one folder: keys, static tokens (the admin in system:masters,
 the node in system:nodes, the ingress controller with its own RBAC), the API server's
@@ -16,7 +11,6 @@ and a kubeconfig.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import secrets
@@ -25,8 +19,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -84,6 +76,19 @@ def terminate(p: subprocess.Popen | None, timeout: float = 10) -> None:
         p.wait()
 
 
+def wait_for(what: str, check, procs: dict[str, subprocess.Popen], logs, timeout: float) -> None:
+    """Poll `check()` until true; fail early, with `logs()`, if one of `procs` exits."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        for name, p in procs.items():
+            if p.poll() is not None:
+                raise RuntimeError(f"{name} exited with {p.returncode} while waiting for "
+                                   f"{what}\n{logs()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}\n{logs()}")
+        time.sleep(0.1)
+
+
 class ControlPlane:
     def __init__(self, bins: Path, workdir: Path) -> None:
         self.bins = bins
@@ -132,15 +137,7 @@ class ControlPlane:
                 stdin=subprocess.DEVNULL, cwd=self.dir, start_new_session=detach)
 
     def _wait(self, what: str, check, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            for name, p in self.procs.items():
-                if p.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {p.returncode} while waiting for "
-                                       f"{what}\n{self.logs()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out waiting for {what}\n{self.logs()}")
-            time.sleep(0.1)
+        wait_for(what, check, self.procs, self.logs, timeout)
 
     def start(self, detach: bool = False) -> ControlPlane:
         """Start all three; if any fails to come up, stop the others before raising."""
@@ -278,53 +275,3 @@ class ControlPlane:
         }
         self.kubeconfig.write_text(json.dumps(config, indent=2))
         os.chmod(self.kubeconfig, 0o600)
-
-
-def _down(workdir: Path) -> None:
-    state = workdir / "state.json"
-    if state.exists():
-        pids = json.loads(state.read_text())["pids"]
-        for name in COMPONENTS:
-            pid = pids.get(name)
-            if pid is None:
-                continue
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.1)
-            else:
-                os.kill(pid, signal.SIGKILL)
-    shutil.rmtree(workdir, ignore_errors=True)
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description="A local Kubernetes control plane for development.")
-    ap.add_argument("command", choices=["up", "down"])
-    ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "joyn-scim-dev-cluster"))
-    args = ap.parse_args()
-    workdir = Path(args.dir)
-    if args.command == "down":
-        _down(workdir)
-        print(f"stopped; removed {workdir}")
-        return 0
-    if (workdir / "state.json").exists():
-        print(f"already running in {workdir}; stop it with: make dev-cluster-down",
-              file=sys.stderr)
-        return 1
-    cp = ControlPlane(binaries_dir(build=True), workdir).start(detach=True)
-    print(f"control plane running: {cp.server} (logs in {workdir})\n"
-          f"export KUBECONFIG={cp.kubeconfig}\n"
-          f"{cp.bins / 'kubectl'} get namespaces\n"
-          "stop it with: make dev-cluster-down")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -28,7 +28,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from controlplane import NODE_NAME, free_port, terminate
+from controlplane import NODE_NAME, free_port, terminate, wait_for
 
 CNI_BIN = Path("/usr/lib/cni")
 CNI_CACHE = Path("/var/lib/cni")
@@ -268,15 +268,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         self._write_state()
 
     def _wait(self, what: str, check, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            for name, p in self.procs.items():
-                if p.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {p.returncode} while waiting for "
-                                       f"{what}\n{self.logs()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out waiting for {what}\n{self.logs()}")
-            time.sleep(0.2)
+        wait_for(what, check, self.procs, self.logs, timeout)
 
     # -- stop -------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ down) and no delete handler: ownerReferences and the garbage collector remove th
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 import os
 import time
@@ -90,20 +91,38 @@ async def configure(settings: kopf.OperatorSettings, **_) -> None:
     STATE["resync"] = asyncio.create_task(_resync())
 
 
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def in_scope(namespace: str, patterns: tuple[str, ...]) -> bool:
+    """Whether the operator watches `namespace` (kopf's namespace patterns are globs)."""
+    return not patterns or any(fnmatch.fnmatchcase(namespace, p) for p in patterns)
+
+
+def resync_urls(patterns: tuple[str, ...]) -> list[str]:
+    """Where the resync lists tenants: each watched namespace, or the whole cluster when all
+    are watched or a pattern is a glob (the listed tenants are then filtered by in_scope)."""
+    if not patterns or any(_is_glob(p) for p in patterns):
+        return [f"/apis/{GROUP}/{VERSION}/{PLURAL}"]
+    return [path(KIND, ns) for ns in patterns]
+
+
 async def _resync() -> None:
     """Reconcile every tenant now and then, as a safety net for missed events."""
     interval = float(STATE["config"].resync_seconds)
     while True:
         await asyncio.sleep(interval)
-        namespaces = STATE["config"].watch_namespaces or (None,)
-        for ns in namespaces:
-            url = path(KIND, ns) if ns else f"/apis/{GROUP}/{VERSION}/{PLURAL}"
+        patterns = STATE["config"].watch_namespaces
+        for url in resync_urls(patterns):
             try:
                 tenants = await STATE["kube"].list(url)
             except Exception as e:  # keep resyncing; the next round retries
                 log.warning("resync list failed", extra={"error": str(e)})
                 continue
             for body in tenants:
+                if not in_scope(body["metadata"]["namespace"], patterns):
+                    continue
                 try:
                     await _run(body)
                 except Exception as e:  # one broken tenant must not stop the others

@@ -36,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
     for noisy in ("httpx", "httpcore", "aiohttp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     namespaces = args.namespaces or list(OperatorConfig.from_env().watch_namespaces)
+    # The resync reads the scope from the config: `-n` must narrow it too, or it would
+    # reconcile tenants in namespaces this operator does not own.
+    os.environ["JOYN_OPERATOR_WATCH_NAMESPACES"] = ",".join(namespaces)
     kopf.run(standalone=True, clusterwide=not namespaces, namespaces=namespaces,
              liveness_endpoint=args.liveness or None)
     return 0

@@ -6,6 +6,7 @@ client and the operator run as a process (`joyn-scim operator`)."""
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import ssl
 import subprocess
@@ -42,6 +43,13 @@ class Kube:
 
     def delete(self, path: str, **kw) -> httpx.Response:
         return self.http.request("DELETE", path, **kw)
+
+    def namespace(self, prefix: str) -> str:
+        """A new namespace named <prefix>-<random>."""
+        name = f"{prefix}-{secrets.token_hex(4)}"
+        r = self.create("/api/v1/namespaces", {"metadata": {"name": name}})
+        assert r.status_code == 201, r.text
+        return name
 
     def apply(self, path: str, body: dict, manager: str, force: bool = False) -> httpx.Response:
         """Server-side apply (JSON is YAML, so the apply content type takes it)."""

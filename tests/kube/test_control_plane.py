@@ -45,10 +45,7 @@ CRD = {
 
 @pytest.fixture
 def ns(kube: Kube):
-    name = f"smoke-{secrets.token_hex(4)}"
-    r = kube.create("/api/v1/namespaces", {"metadata": {"name": name}})
-    assert r.status_code == 201, r.text
-    return name
+    return kube.namespace("smoke")
 
 
 def kube_version() -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 from pathlib import Path
 
@@ -20,9 +19,7 @@ from .conftest import eventually
 
 @pytest.fixture(scope="module")
 def ns(kube) -> str:
-    name = f"node-{secrets.token_hex(4)}"
-    assert kube.create("/api/v1/namespaces", {"metadata": {"name": name}}).status_code == 201
-    return name
+    return kube.namespace("node")
 
 
 def pod_manifest(name: str, image: str, command: list[str] | None = None, **spec) -> dict:

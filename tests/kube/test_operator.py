@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 
+import httpx
 import pytest
 
 from .conftest import Kube, OperatorProcess, eventually
@@ -15,9 +17,7 @@ DOMAIN = "scim.test"
 
 @pytest.fixture(scope="module")
 def ns(kube, tenant_crd) -> str:
-    name = f"op-{secrets.token_hex(4)}"
-    assert kube.create("/api/v1/namespaces", {"metadata": {"name": name}}).status_code == 201
-    return name
+    return kube.namespace("op")
 
 
 @pytest.fixture(scope="module")
@@ -226,8 +226,8 @@ def test_deleting_a_tenant_honours_the_deletion_policy(kube, ns, operator, polic
         if kept:
             assert child(kube, ns, kind_path, child_name) is not None
         else:
-            eventually(lambda p=kind_path, n=child_name: child(kube, ns, p, n) is None
-                       or child(kube, ns, p, n)["metadata"].get("deletionTimestamp"),
+            eventually(lambda p=kind_path, n=child_name: (c := child(kube, ns, p, n)) is None
+                       or c["metadata"].get("deletionTimestamp"),
                        what=f"{child_name} to be deleted")
 
 
@@ -256,7 +256,6 @@ def test_namespace_with_tenants_is_deleted_without_hanging(kube, tenant_crd, con
 
 
 def test_operator_metrics(kube, ns, operator):
-    import httpx
     name = create_tenant(kube, ns)
     token = token_of(kube, ns, name)
     url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
@@ -305,3 +304,21 @@ def test_a_child_the_api_server_refuses_shows_as_degraded(kube, ns, operator):
     eventually(lambda: conditions_of(kube, ns, name)["Degraded"]["status"] == "False",
                what="Degraded=False once fixed")
     assert child(kube, ns, INGRESSES, f"{name}-scim") is not None
+
+
+def test_the_resync_leaves_tenants_of_other_namespaces_alone(kube, ns, operator):
+    """The operator runs with `-n <ns>`; its periodic resync must not reach past that."""
+    other = kube.namespace("other")
+    foreign = create_tenant(kube, other)
+    create_tenant(kube, ns)
+
+    def reconciles() -> float:
+        text = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics").text
+        return sum(float(v) for v in re.findall(
+            r'^joyn_operator_reconciles_total\{result="\w+"\} (\S+)$', text, re.M))
+
+    start = reconciles()
+    # Every resync round (3 s here) reconciles each of the namespace's tenants again.
+    eventually(lambda: reconciles() >= start + 20, timeout=60, what="several resync rounds")
+    assert "status" not in kube.get(f"{tenants_url(other)}/{foreign}").json()
+    assert child(kube, other, SECRETS, f"{foreign}-scim-token") is None

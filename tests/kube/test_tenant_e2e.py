@@ -22,9 +22,7 @@ TEST_CONNECTION = {"filter": 'userName eq "9edf3db5-5d8a-4b5e-9b1b-1f0e2c3d4a5b"
 
 @pytest.fixture(scope="module")
 def ns(kube, tenant_crd) -> str:
-    name = f"e2e-{secrets.token_hex(4)}"
-    assert kube.create("/api/v1/namespaces", {"metadata": {"name": name}}).status_code == 201
-    return name
+    return kube.namespace("e2e")
 
 
 @pytest.fixture(scope="module")
