@@ -136,7 +136,6 @@ class Node:
         if len(str(longest)) > 107:
             raise RuntimeError(f"{self.dir} is too long a path for the unix sockets inside it")
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._write_state()  # first, so that a crash during start-up can still be swept
         self._network()
         self._containerd(pause_image)
         for archive in self.images:
@@ -144,10 +143,6 @@ class Node:
         self._cgroups()
         self._kubelet()
         return self
-
-    def _write_state(self) -> None:
-        (self.dir / "node.json").write_text(json.dumps({
-            **self.state(), "pids": {n: p.pid for n, p in self.procs.items()}}))
 
     def _network(self) -> None:
         self.subnet = _free_subnet()
@@ -265,7 +260,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                                 stdin=subprocess.DEVNULL, cwd=self.dir,
                                                 start_new_session=True)
-        self._write_state()
 
     def _wait(self, what: str, check, timeout: float = 60) -> None:
         wait_for(what, check, self.procs, self.logs, timeout)
@@ -285,7 +279,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
     def state(self) -> dict:
         return {"id": self.id, "bridge": self.bridge, "network": self.network,
-                "cgroup_root": self.cgroup_root, "socket": str(self.socket), "pids": {},
+                "cgroup_root": self.cgroup_root, "socket": str(self.socket),
                 "chains_before": self.chains_before}
 
 
@@ -303,14 +297,9 @@ def _pids_where(match) -> list[int]:
 
 
 def sweep(folder: Path, state: dict) -> None:
-    """Remove what a node made outside its folder, and unmount what it mounted inside it.
-    Safe to call twice, and after a crash (reads only `state` and the machine)."""
-    for name, pid in (state.get("pids") or {}).items():  # from a state file: a detached node
-        if name in ("kubelet", "containerd"):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    """Remove what a node made outside its folder, and unmount what it mounted inside it, once
+    its kubelet and containerd are stopped. Safe to call twice, and after a crash (reads only
+    `state` and the machine)."""
     sock = state["socket"]
     cgroup_root = state["cgroup_root"]
     # Shims outlive containerd (they are their own session); the containers' processes sit in
