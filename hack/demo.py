@@ -34,7 +34,7 @@ from controlplane import terminate  # noqa: E402
 NAMESPACE = "demo"
 TENANTS = f"/apis/scim.sevenlakes.com/v1alpha1/namespaces/{NAMESPACE}/joynscimtenants"
 CRD = ROOT / "crds" / "joynscimtenants.scim.sevenlakes.com.yaml"
-OUT = ROOT / "joyn-scim-demo"
+OUT = Path(os.environ.get("JOYN_SCIM_DEMO_DIR") or ROOT / "joyn-scim-demo")  # tests set it
 
 
 class Stop(Exception):

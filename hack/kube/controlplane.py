@@ -140,7 +140,8 @@ class ControlPlane:
         wait_for(what, check, self.procs, self.logs, timeout)
 
     def start(self, detach: bool = False) -> ControlPlane:
-        """Start all three; if any fails to come up, stop the others before raising."""
+        """Start every component; if one fails to come up, stop the others before raising.
+        `detach`: each in a session of its own, so a terminal's Ctrl-C reaches only our owner."""
         try:
             return self._start(detach)
         except BaseException:
@@ -217,8 +218,6 @@ class ControlPlane:
             f"--authorization-kubeconfig={self.kubeconfig}", "--leader-elect=false",
             "--bind-address=127.0.0.1", f"--secure-port={free_port()}", "--profiling=false",
         ], detach)
-        (self.dir / "state.json").write_text(json.dumps({
-            "pids": {n: p.pid for n, p in self.procs.items()}, "server": self.server}))
         return self
 
     def stop(self, remove: bool = True) -> None:

@@ -5,6 +5,7 @@ client and the operator run as a process (`joyn-scim operator`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -136,6 +137,32 @@ class OperatorProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def machine_state(session: Path) -> dict:
+    """What a node could leave on the machine outside its folder (the session cluster's own
+    pod log links come and go as its pods do, so they are left out)."""
+    def run(*args: str) -> str:
+        return subprocess.run(args, capture_output=True, text=True).stdout
+
+    def listing(folder: str) -> list[str]:
+        p = Path(folder)
+        return sorted(x.name for x in p.iterdir()) if p.is_dir() else []
+
+    return {
+        "links": sorted(link["ifname"] for link in json.loads(run("ip", "-j", "link"))),
+        "netns": run("ip", "netns", "list"),
+        "iptables": [line for line in run("iptables-save").splitlines()
+                     if not line.startswith("#")],
+        "ip6tables": [line for line in run("ip6tables-save").splitlines()
+                      if not line.startswith("#")],
+        "cni": listing("/var/lib/cni/results"),
+        "shim sockets": listing("/run/containerd/s"),
+        "container logs": [name for name in listing("/var/log/containers") if not os.readlink(
+            f"/var/log/containers/{name}").startswith(str(session))],
+        "cgroups": sorted(p.name for h in Path("/sys/fs/cgroup").iterdir() if h.is_dir()
+                          for p in h.glob("joyn-scim-*")),
+    }
 
 
 CRD_PATH = ROOT / "crds" / "joynscimtenants.scim.sevenlakes.com.yaml"

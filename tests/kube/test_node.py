@@ -5,7 +5,6 @@ the default StorageClass, and a stop that leaves nothing behind on the machine."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from cluster import Cluster
 from controlplane import NODE_NAME
 
-from .conftest import eventually
+from .conftest import eventually, machine_state
 
 
 @pytest.fixture(scope="module")
@@ -95,37 +94,11 @@ def test_a_claim_binds_through_the_default_class_and_its_data_outlives_the_pod(
     assert logs == ""
 
 
-def _machine(session: Path) -> dict:
-    """What a node could leave on the machine outside its folder (the session cluster's own
-    pod log links come and go as its pods do, so they are left out)."""
-    def run(*args: str) -> str:
-        return subprocess.run(args, capture_output=True, text=True).stdout
-
-    def listing(folder: str) -> list[str]:
-        p = Path(folder)
-        return sorted(x.name for x in p.iterdir()) if p.is_dir() else []
-
-    return {
-        "links": sorted(link["ifname"] for link in json.loads(run("ip", "-j", "link"))),
-        "netns": run("ip", "netns", "list"),
-        "iptables": [line for line in run("iptables-save").splitlines()
-                     if not line.startswith("#")],
-        "ip6tables": [line for line in run("ip6tables-save").splitlines()
-                      if not line.startswith("#")],
-        "cni": listing("/var/lib/cni/results"),
-        "shim sockets": listing("/run/containerd/s"),
-        "container logs": [name for name in listing("/var/log/containers") if not os.readlink(
-            f"/var/log/containers/{name}").startswith(str(session))],
-        "cgroups": sorted(p.name for h in Path("/sys/fs/cgroup").iterdir() if h.is_dir()
-                          for p in h.glob("joyn-scim-*")),
-    }
-
-
 def test_stopping_a_cluster_leaves_nothing_behind(tmp_path_factory, cluster):
     """A second cluster, with a pod and a bound volume running, stopped: the machine is as it
     was (the session's cluster keeps running beside it, untouched)."""
     tmp_path = tmp_path_factory.mktemp("c")  # a short path: it holds unix sockets
-    before = _machine(cluster.dir)
+    before = machine_state(cluster.dir)
     other = Cluster(tmp_path / "other").start()
     try:
         ns = "leftovers"
@@ -143,11 +116,11 @@ def test_stopping_a_cluster_leaves_nothing_behind(tmp_path_factory, cluster):
         eventually(lambda: (other.cp.get_json(f"/api/v1/namespaces/{ns}/pods/sleeper") or {})
                    .get("status", {}).get("phase") == "Running", timeout=120,
                    what="the pod to run")
-        during = _machine(cluster.dir)
+        during = machine_state(cluster.dir)
         assert during["links"] != before["links"]  # its bridge and the pod's veth exist
     finally:
         other.stop()
-    after = _machine(cluster.dir)
+    after = machine_state(cluster.dir)
     assert after == before
     assert not (tmp_path / "other").exists()
     leftovers = subprocess.run(["pgrep", "-af", str(tmp_path)], capture_output=True,
