@@ -35,6 +35,10 @@ CNI_CACHE = Path("/var/lib/cni")
 NETNS_DIR = Path("/run/netns")
 CONTAINER_LOGS = Path("/var/log/containers")  # the kubelet's links; fixed in its code
 SHIM_SOCKETS = Path("/run/containerd/s")  # containerd 1.6 puts its shims' sockets here
+DEVICE_PLUGINS = Path("/var/lib/kubelet/device-plugins")  # the kubelet's socket; fixed in its code
+# Host folders the runtime or the kubelet create when missing, whatever their configuration
+# says; removed on stop (where empty) unless they were there before the node started.
+HOST_FOLDERS = (Path("/run/containerd"), CNI_CACHE, Path("/var/lib/kubelet"), CONTAINER_LOGS)
 IPTABLES = ("iptables", "ip6tables")
 TABLES = ("filter", "nat", "mangle")
 
@@ -94,6 +98,7 @@ class Node:
         self.subnet = ""
         self.gateway = ""
         self.chains_before = kube_chains()  # another node's kubelet may share them: kept
+        self.folders_before = [str(f) for f in HOST_FOLDERS if f.exists()]
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -280,7 +285,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     def state(self) -> dict:
         return {"id": self.id, "bridge": self.bridge, "network": self.network,
                 "cgroup_root": self.cgroup_root, "socket": str(self.socket),
-                "chains_before": self.chains_before}
+                "chains_before": self.chains_before, "folders_before": self.folders_before}
 
 
 def _pids_where(match) -> list[int]:
@@ -325,28 +330,39 @@ def sweep(folder: Path, state: dict) -> None:
         _run("umount", "-l", m, check=False)
     for h in cgroup_hierarchies():
         root = h / cgroup_root.lstrip("/")
-        if root.is_dir():
-            for sub, _dirs, _files in sorted(os.walk(root), key=lambda w: -len(w[0])):
-                try:
-                    os.rmdir(sub)
-                except OSError:
-                    pass
+        _remove_empty_folders(root)
     results = CNI_CACHE / "results"
     for entry in results.glob(f"{state['network']}-*"):
         entry.unlink(missing_ok=True)
     for sandbox in sandbox_ids:  # containerd's own loopback network, one entry a sandbox
         for entry in results.glob(f"cni-loopback-{sandbox}-*"):
             entry.unlink(missing_ok=True)
-    if SHIM_SOCKETS.is_dir():  # sockets no shim listens on any more
-        listening = {line.split()[-1].lstrip("@") for line in
-                     Path("/proc/net/unix").read_text().splitlines()[1:] if len(line.split()) > 7}
-        for sock_file in SHIM_SOCKETS.iterdir():
-            if str(sock_file) not in listening:
-                sock_file.unlink(missing_ok=True)
+    listening = {line.split()[-1] for line in
+                 Path("/proc/net/unix").read_text().splitlines()[1:] if len(line.split()) > 7}
+    for sockets in (SHIM_SOCKETS, DEVICE_PLUGINS):  # sockets nothing listens on any more
+        if sockets.is_dir():
+            for sock_file in sockets.iterdir():
+                if sock_file.is_socket() and str(sock_file) not in listening:
+                    sock_file.unlink(missing_ok=True)
+    for f in HOST_FOLDERS:  # where another node's runtime uses them now, they are not empty
+        if str(f) not in state.get("folders_before", [str(f)]):
+            _remove_empty_folders(f)
     if CONTAINER_LOGS.is_dir():
         for link in CONTAINER_LOGS.iterdir():
             if link.is_symlink() and os.readlink(link).startswith(str(folder) + "/"):
                 link.unlink()
+
+
+def _remove_empty_folders(root: Path) -> None:
+    """`root` and the folders below it, deepest first, where empty (an empty cgroup is one
+    without processes)."""
+    if not root.is_dir():
+        return
+    for sub, _dirs, _files in sorted(os.walk(root), key=lambda w: -len(w[0])):
+        try:
+            os.rmdir(sub)
+        except OSError:
+            pass
 
 
 def _sweep_iptables(before: list[list[str]]) -> None:

@@ -157,6 +157,10 @@ def machine_state(session: Path) -> dict:
         "ip6tables": [line for line in run("ip6tables-save").splitlines()
                       if not line.startswith("#")],
         "cni": listing("/var/lib/cni/results"),
+        "host folders": [f for f in ("/run/containerd", "/var/lib/cni", "/var/lib/kubelet",
+                                     "/var/log/containers") if Path(f).exists()],
+        "containerd run folder": listing("/run/containerd"),
+        "kubelet device plugins": listing("/var/lib/kubelet/device-plugins"),
         "shim sockets": listing("/run/containerd/s"),
         "container logs": [name for name in listing("/var/log/containers") if not os.readlink(
             f"/var/log/containers/{name}").startswith(str(session))],

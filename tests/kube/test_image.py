@@ -11,8 +11,10 @@ from .conftest import ROOT
 
 def run(cluster, *argv: str):
     """The image's container with `argv` as its whole command; (exit code, output)."""
-    r = cluster.node.ctr("run", "--rm", cluster.images.app, f"image-test-{secrets.token_hex(3)}",
-                         *argv, check=False, timeout=120)
+    node = cluster.node
+    r = node.ctr("run", "--rm", "--runc-root", str(node.dir / "runc"),  # not the host's /run
+                 "--fifo-dir", str(node.dir / "fifo"), cluster.images.app,
+                 f"image-test-{secrets.token_hex(3)}", *argv, check=False, timeout=120)
     return r.returncode, (r.stdout + r.stderr).strip()
 
 
