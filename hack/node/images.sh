@@ -47,13 +47,17 @@ done
 
 mkdir -p "$IMAGES"
 WORK=$(mktemp -d "$IMAGES/work.XXXXXX")
+# buildah makes these host folders (its network state, a blob-info cache) whatever --root says;
+# they go again at the end unless they were there before.
+HOST_FOLDERS=""
+for f in /run/containers /var/lib/containers; do [ -e "$f" ] || HOST_FOLDERS="$HOST_FOLDERS $f"; done
 # buildah keeps its layers in the cache (--root), its run state in the work folder: never the
 # host's /var/lib/containers.
 B=(buildah --root "$IMAGES/storage" --runroot "$WORK/run" --storage-driver overlay)
 cleanup() {
   "${B[@]}" rm --all >/dev/null 2>&1 || true
   umount -R "$WORK/rootfs/proc" "$WORK/rootfs/sys" 2>/dev/null || true
-  rm -rf "$WORK"
+  rm -rf "$WORK" $HOST_FOLDERS
 }
 trap cleanup EXIT
 save() {  # an image from buildah's store into a docker-archive, atomically
@@ -102,12 +106,13 @@ if [ ! -s "$(archive "$APP_REF")" ]; then
     "${B[@]}" pull --quiet "docker-archive:$(archive "$BASE_REF")" >/dev/null
   fi
   # --network host: the build stage's pip reaches PyPI the way this machine does.
-  "${B[@]}" bud --quiet --layers --network host --pull=never \
+  "${B[@]}" bud --quiet --layers --network host --cni-config-dir "$WORK/cni" --pull=never \
     --build-arg "PYTHON_IMAGE=$BASE_REF" -t "$APP_REF" -f "$REPO/Dockerfile" "$REPO" >&2
   save "$APP_REF"
   # Earlier builds of the app are not needed again; keep the cache from growing.
   for old in "$IMAGES"/joyn-scim-[0-9]*.tar; do [ "$old" = "$(archive "$APP_REF")" ] || rm -f "$old"; done
   "${B[@]}" images --format '{{.Name}}:{{.Tag}}' | grep '^localhost/joyn-scim:' | grep -vx "$APP_REF" \
     | xargs -r "${B[@]}" rmi >/dev/null 2>&1 || true
+  "${B[@]}" rmi --prune >/dev/null 2>&1 || true  # the build stages and untagged images
 fi
 report
