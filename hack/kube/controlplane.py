@@ -76,6 +76,12 @@ def terminate(p: subprocess.Popen | None, timeout: float = 10) -> None:
         p.wait()
 
 
+def log_tail(path: Path, tail: int = 40) -> str:
+    """A log's last lines under a heading naming it, for a failing test or a start-up error."""
+    lines = path.read_text(errors="replace").splitlines()[-tail:] if path.exists() else []
+    return f"--- {path.stem} ({path}) ---\n" + "\n".join(lines)
+
+
 def wait_for(what: str, check, procs: dict[str, subprocess.Popen], logs, timeout: float) -> None:
     """Poll `check()` until true; fail early, with `logs()`, if one of `procs` exits."""
     deadline = time.monotonic() + timeout
@@ -120,13 +126,7 @@ class ControlPlane:
 
     def logs(self, tail: int = 60) -> str:
         """The last lines of each component's log, for a failing test to show."""
-        out = []
-        for name in reversed(COMPONENTS):
-            p = self.log(name)
-            if p.exists():
-                lines = p.read_text(errors="replace").splitlines()[-tail:]
-                out.append(f"--- {name} ({p}) ---\n" + "\n".join(lines))
-        return "\n".join(out)
+        return "\n".join(log_tail(self.log(n), tail) for n in reversed(COMPONENTS))
 
     # -- start / stop -----------------------------------------------------------------------
 
@@ -265,12 +265,16 @@ class ControlPlane:
             return 0
 
     def _write_kubeconfig(self) -> None:
-        config = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        self.write_kubeconfig(self.kubeconfig, "admin", self.token)
+
+    def write_kubeconfig(self, path: Path, user: str, token: str) -> Path:
+        """A kubeconfig (mode 0600) for this API server with one of its static tokens."""
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": user,
             "clusters": [{"name": "test", "cluster": {
                 "server": self.server, "certificate-authority": str(self.ca_file)}}],
-            "users": [{"name": "admin", "user": {"token": self.token}}],
-            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
-        }
-        self.kubeconfig.write_text(json.dumps(config, indent=2))
-        os.chmod(self.kubeconfig, 0o600)
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": user, "context": {"cluster": "test", "user": user}}],
+        }, indent=2))
+        path.chmod(0o600)
+        return path

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 import pki
-from controlplane import INGRESS_USER, free_port, terminate
+from controlplane import INGRESS_USER, free_port, log_tail, terminate
 
 CLASS = "traefik"
 RBAC = {
@@ -90,14 +90,8 @@ class Ingress:
         dynamic.write_text(json.dumps({"tls": {"stores": {"default": {"defaultCertificate": {
             "certFile": str(cert), "keyFile": str(key)}}}}}))
         self.cp.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(RBAC))
-        kubeconfig = self.dir / "kubeconfig"
-        kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "ingress",
-            "clusters": [{"name": "test", "cluster": {
-                "server": self.cp.server, "certificate-authority": str(self.cp.ca_file)}}],
-            "users": [{"name": "ingress", "user": {"token": self.cp.ingress_token}}],
-            "contexts": [{"name": "ingress", "context": {"cluster": "test", "user": "ingress"}}]}))
-        kubeconfig.chmod(0o600)
+        kubeconfig = self.cp.write_kubeconfig(self.dir / "kubeconfig", "ingress",
+                                              self.cp.ingress_token)
         self.address, self.ping_port = _free_loopback(), free_port()
         with open(self.dir / "traefik.log", "ab") as log:
             self.proc = subprocess.Popen([
@@ -142,9 +136,7 @@ class Ingress:
         return f"{host}:443:{self.address}"
 
     def logs(self, tail: int = 40) -> str:
-        p = self.dir / "traefik.log"
-        lines = p.read_text(errors="replace").splitlines()[-tail:] if p.exists() else []
-        return "--- traefik ---\n" + "\n".join(lines)
+        return log_tail(self.dir / "traefik.log", tail)
 
     def stop(self) -> None:
         terminate(self.proc)

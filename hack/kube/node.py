@@ -28,7 +28,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from controlplane import NODE_NAME, free_port, terminate, wait_for
+from controlplane import NODE_NAME, free_port, log_tail, terminate, wait_for
 
 CNI_BIN = Path("/usr/lib/cni")
 CNI_CACHE = Path("/var/lib/cni")
@@ -110,13 +110,7 @@ class Node:
         return self.dir / f"{name}.log"
 
     def logs(self, tail: int = 60) -> str:
-        out = []
-        for name in ("containerd", "kubelet"):
-            p = self.log(name)
-            if p.exists():
-                lines = p.read_text(errors="replace").splitlines()[-tail:]
-                out.append(f"--- {name} ({p}) ---\n" + "\n".join(lines))
-        return "\n".join(out)
+        return "\n".join(log_tail(self.log(n), tail) for n in ("containerd", "kubelet"))
 
     def ctr(self, *args: str, check: bool = True, timeout: float = 300):
         return _run("ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args,
@@ -241,14 +235,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "maxPods": 30, "serializeImagePulls": False,
         }
         (d / "config.json").write_text(json.dumps(config, indent=2))
-        kubeconfig = d / "kubeconfig"
-        kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "node",
-            "clusters": [{"name": "test", "cluster": {
-                "server": self.cp.server, "certificate-authority": str(self.cp.ca_file)}}],
-            "users": [{"name": "node", "user": {"token": self.cp.node_token}}],
-            "contexts": [{"name": "node", "context": {"cluster": "test", "user": "node"}}]}))
-        kubeconfig.chmod(0o600)
+        kubeconfig = self.cp.write_kubeconfig(d / "kubeconfig", "node", self.cp.node_token)
         self._spawn("kubelet", [
             str(self.kube_bins / "kubelet"), f"--config={d / 'config.json'}",
             f"--kubeconfig={kubeconfig}", f"--root-dir={d / 'root'}", f"--cert-dir={d / 'pki'}",

@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from controlplane import terminate
+from controlplane import log_tail, terminate
 
 NAMESPACE = "local-path-storage"
 CLASS = "local-path"
@@ -76,9 +76,7 @@ class Storage:
         return self
 
     def logs(self, tail: int = 40) -> str:
-        p = self.dir / "local-path-provisioner.log"
-        lines = p.read_text(errors="replace").splitlines()[-tail:] if p.exists() else []
-        return "--- local-path-provisioner ---\n" + "\n".join(lines)
+        return log_tail(self.dir / "local-path-provisioner.log", tail)
 
     def stop(self) -> None:
         terminate(self.proc)
