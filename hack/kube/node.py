@@ -331,13 +331,13 @@ def sweep(folder: Path, state: dict) -> None:
             for sock_file in sockets.iterdir():
                 if sock_file.is_socket() and str(sock_file) not in listening:
                     sock_file.unlink(missing_ok=True)
-    for f in HOST_FOLDERS:  # where another node's runtime uses them now, they are not empty
-        if str(f) not in state.get("folders_before", [str(f)]):
-            _remove_empty_folders(f)
     if CONTAINER_LOGS.is_dir():
         for link in CONTAINER_LOGS.iterdir():
             if link.is_symlink() and os.readlink(link).startswith(str(folder) + "/"):
                 link.unlink()
+    for f in HOST_FOLDERS:  # where another node's runtime uses them now, they are not empty
+        if str(f) not in state.get("folders_before", [str(f)]):
+            _remove_empty_folders(f)
 
 
 def _remove_empty_folders(root: Path) -> None:
