@@ -51,8 +51,7 @@ WORK=$(mktemp -d "$IMAGES/work.XXXXXX")
 # they go again at the end unless they were there before.
 HOST_FOLDERS=""
 for f in /run/containers /var/lib/containers; do [ -e "$f" ] || HOST_FOLDERS="$HOST_FOLDERS $f"; done
-# buildah keeps its layers in the cache (--root), its run state in the work folder: never the
-# host's /var/lib/containers.
+# buildah keeps its layers in the cache (--root) and its run state in the work folder.
 B=(buildah --root "$IMAGES/storage" --runroot "$WORK/run" --storage-driver overlay)
 cleanup() {
   "${B[@]}" rm --all >/dev/null 2>&1 || true
@@ -62,8 +61,8 @@ cleanup() {
 trap cleanup EXIT
 save() {  # an image from buildah's store into a docker-archive, atomically
   local out; out=$(archive "$1")
-  "${B[@]}" push --quiet "$1" "docker-archive:$out.partial:$1" >/dev/null
-  mv "$out.partial" "$out"
+  "${B[@]}" push --quiet "$1" "docker-archive:$out.partial.$$:$1" >/dev/null
+  mv "$out.partial.$$" "$out"
 }
 
 if [ ! -s "$(archive "$BASE_REF")" ]; then
