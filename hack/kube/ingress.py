@@ -17,12 +17,11 @@ import json
 import random
 import socket
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pki
-from controlplane import INGRESS_USER, free_port, log_tail, terminate
+from controlplane import INGRESS_USER, free_port, log_tail, terminate, wait_for
 
 CLASS = "traefik"
 RBAC = {
@@ -107,11 +106,7 @@ class Ingress:
             ], env={"KUBECONFIG": str(kubeconfig), "PATH": "/usr/bin:/bin"}, stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.dir,
                 start_new_session=True)
-        deadline = time.monotonic() + 60
-        while not self._pinged():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("traefik did not start:\n" + self.logs())
-            time.sleep(0.2)
+        wait_for("traefik to answer /ping", self._pinged, {"traefik": self.proc}, self.logs, 60)
         return self
 
     def _pinged(self) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 from controlplane import log_tail, terminate
@@ -59,13 +58,6 @@ class Storage:
         self.volumes.mkdir(parents=True, exist_ok=True)
         self.cp.kubectl("apply", "--server-side", "-f", "-",
                         input=json.dumps(manifests(self.volumes, self.helper_image)))
-        # The service account's token is minted by the control plane's controllers.
-        deadline = time.monotonic() + 60
-        while self.cp.get_json(
-                f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/{SERVICE_ACCOUNT}") is None:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the provisioner's ServiceAccount was not created")
-            time.sleep(0.2)
         with open(self.dir / "local-path-provisioner.log", "ab") as log:
             self.proc = subprocess.Popen([
                 str(self.bin), "start", f"--kubeconfig={self.cp.kubeconfig}",
