@@ -97,7 +97,7 @@ def main() -> int:
                "JOYN_OPERATOR_SERVER_IMAGE": cluster.images.app,
                "JOYN_OPERATOR_INGRESS_CLASS": "traefik",
                "JOYN_OPERATOR_DOMAIN": cluster.domain,
-               "JOYN_OPERATOR_METRICS_HOST": "127.0.0.1", "JOYN_OPERATOR_METRICS_PORT": "0"}
+               "JOYN_OPERATOR_METRICS_ADDRESS": "127.0.0.1:0"}
         with open(workdir / "operator.log", "ab") as log:
             operator = subprocess.Popen(
                 [sys.executable, "-m", "scim_server", "operator", "-n", NAMESPACE,

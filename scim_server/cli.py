@@ -1,4 +1,6 @@
-"""`joyn-scim`: the project's one console command. Sub-commands: `serve`, `operator`.
+"""`joyn-scim`: the project's one console command. Sub-commands: `serve`, and those other
+installed packages register in the `joyn_scim.commands` entry-point group (the operator's
+`operator`): this package never imports the operator.
 
 Every option of `serve` can also be set by an environment variable (shown in `--help`), which is
 how the operator configures the bundled server in a pod.
@@ -8,9 +10,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
+from importlib.metadata import entry_points
 
 from . import __version__
+
+COMMANDS = "joyn_scim.commands"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import serve
+    return serve(args)
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -63,6 +72,7 @@ def _serve_parser(sub) -> None:
     p.add_argument("--forwarded-allow-ips", default=_env("FORWARDED_ALLOW_IPS", "127.0.0.1"),
                    help="proxies whose X-Forwarded-Proto/For headers are trusted, e.g. the "
                         "ingress controller ('*' for any) [JOYN_SCIM_FORWARDED_ALLOW_IPS]")
+    p.set_defaults(func=_serve)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,14 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"joyn-scim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(sub)
-    from joyn_operator.main import add_parser, run
-
-    add_parser(sub)
+    for command in entry_points(group=COMMANDS):
+        command.load()(sub)  # each adds its sub-parser, with set_defaults(func=...)
     args = parser.parse_args(argv)
-    if args.command == "serve":
-        from .server import serve
-        return serve(args)
-    if args.command == "operator":
-        return run(args)
-    parser.print_help(sys.stderr)  # pragma: no cover
-    return 2
+    return args.func(args)

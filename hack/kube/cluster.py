@@ -92,7 +92,9 @@ class Cluster:
 
     def start(self, detach: bool = False) -> Cluster:
         try:
-            self.cp.start(detach=True)
+            self.node.create_network()  # first: the API server listens on the node's network
+            self.cp.start(detach=True, address=self.node.api_address,
+                          service_range=self.node.service_range)
             self.node.start(self.images.pause)
             self.storage.start()
             self.ingress.start()

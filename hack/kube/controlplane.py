@@ -1,5 +1,7 @@
-"""A real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler. The node that runs its pods is hack/kube/node.py; hack/kube/cluster.py puts them
+"""A real Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler. etcd and the controllers listen on 127.0.0.1; the API server on the address it
+is given (the node's: the first address of its Service range, so pods reach it as the
+`kubernetes` Service), port 443. The node that runs its pods is hack/kube/node.py; hack/kube/cluster.py puts them
 together with storage and an ingress controller.
 
 The binaries come from hack/kube/build.sh (built from the Go module proxy, cached outside the
@@ -99,6 +101,8 @@ class ControlPlane:
     def __init__(self, bins: Path, workdir: Path) -> None:
         self.bins = bins
         self.dir = workdir
+        self.address = "127.0.0.1"
+        self.service_range = "10.0.0.0/24"
         self.procs: dict[str, subprocess.Popen] = {}
         self.token = ""
         self.node_token = ""
@@ -115,7 +119,7 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.api_port}"
+        return f"https://{self.address}:{self.api_port}"
 
     @property
     def ca_file(self) -> Path:
@@ -139,9 +143,14 @@ class ControlPlane:
     def _wait(self, what: str, check, timeout: float = 90) -> None:
         wait_for(what, check, self.procs, self.logs, timeout)
 
-    def start(self, detach: bool = False) -> ControlPlane:
+    def start(self, detach: bool = False, address: str | None = None,
+              service_range: str | None = None) -> ControlPlane:
         """Start every component; if one fails to come up, stop the others before raising.
-        `detach`: each in a session of its own, so a terminal's Ctrl-C reaches only our owner."""
+        `detach`: each in a session of its own, so a terminal's Ctrl-C reaches only our owner.
+        `address` and `service_range`: where the API server listens (port 443) and the Services'
+        ClusterIPs, the range's first address being the API server's own."""
+        self.address = address or self.address
+        self.service_range = service_range or self.service_range
         try:
             return self._start(detach)
         except BaseException:
@@ -181,13 +190,14 @@ class ControlPlane:
         self._wait("etcd /health", lambda: self._get(
             f"http://127.0.0.1:{self.etcd_port}/health") == 200)
 
-        self.api_port = free_port()
+        # 443 on loopback would be the machine's one port; each cluster's own address has one.
+        self.api_port = 443 if self.address != "127.0.0.1" else free_port()
         self._spawn("kube-apiserver", [
             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--bind-address={self.address}", f"--advertise-address={self.address}",
             f"--secure-port={self.api_port}", f"--cert-dir={self.dir / 'pki'}",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            f"--service-account-issuer=https://127.0.0.1:{self.api_port}",
+            f"--service-cluster-ip-range={self.service_range}",
+            f"--service-account-issuer={self.server}",
             f"--service-account-key-file={sa_key}",
             f"--service-account-signing-key-file={sa_key}",
             "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",

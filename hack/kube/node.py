@@ -10,9 +10,14 @@ kubelet's /var/log/containers links. `stop()` tears pods down through the CRI fi
 so the bridge plugin releases each pod's veth and address), then sweeps whatever a crash left.
 
 The pod network is one bridge owned by the node with a /24 of its own; the host reaches pod IPs
-over it directly. No kube-proxy runs: the ingress controller routes to EndpointSlices (pod IPs),
-and nothing here needs a ClusterIP. No cluster DNS either: the pods that run here (the SCIM
-server, the storage provisioner's helpers) resolve no names.
+over it directly. The Service range is a second /24 (10.218.N.0/24 beside the pods'
+10.217.N.0/24) whose first address, the `kubernetes` Service's ClusterIP, the host owns on the
+bridge: the API server listens on it at port 443, so a pod reaches the API exactly where the
+kubelet tells it to (KUBERNETES_SERVICE_HOST/PORT) with no NAT in between. No kube-proxy runs:
+its iptables chains have fixed, machine-wide names, so two clusters here (the test cluster and
+the demo a test starts) would rewrite each other's rules; the ingress controller routes to
+EndpointSlices (pod IPs) and no other ClusterIP is used. No cluster DNS either: the pods that
+run here resolve no names.
 """
 
 from __future__ import annotations
@@ -48,14 +53,16 @@ def _run(*args: str, check: bool = True, timeout: float = 60) -> subprocess.Comp
                           timeout=timeout)
 
 
-def _free_subnet() -> str:
-    """A 10.217.N.0/24 that no route on this machine covers."""
+def _free_network() -> int:
+    """An N for which no route on this machine (the local table's included) touches
+    10.217.N.0/24 (the pods) or 10.218.N.0/24 (the Services)."""
     routes = _run("ip", "-4", "route", "show", "table", "all").stdout
-    taken = {line.split()[0] for line in routes.splitlines() if line.startswith("10.217.")}
-    free = [n for n in range(1, 255) if f"10.217.{n}.0/24" not in taken]
+    used = {int(word.split(".")[2]) for word in routes.split()
+            if word.startswith(("10.217.", "10.218."))}
+    free = [n for n in range(1, 255) if n not in used]
     if not free:
-        raise RuntimeError("no free 10.217.N.0/24 for the pod network")
-    return f"10.217.{random.choice(free)}.0/24"
+        raise RuntimeError("no free 10.217.N.0/24 and 10.218.N.0/24 for the cluster")
+    return random.choice(free)
 
 
 def kube_chains() -> list[list[str]]:
@@ -97,6 +104,8 @@ class Node:
         self.cgroup_root = f"/joyn-scim-{self.id}"
         self.subnet = ""
         self.gateway = ""
+        self.service_range = ""
+        self.api_address = ""  # the `kubernetes` Service's ClusterIP, owned by the host
         self.chains_before = kube_chains()  # another node's kubelet may share them: kept
         self.folders_before = [str(f) for f in HOST_FOLDERS if f.exists()]
 
@@ -135,7 +144,8 @@ class Node:
         if len(str(longest)) > 107:
             raise RuntimeError(f"{self.dir} is too long a path for the unix sockets inside it")
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._network()
+        if not self.subnet:
+            self.create_network()
         self._containerd(pause_image)
         for archive in self.images:
             self.ctr("images", "import", str(archive))
@@ -143,11 +153,17 @@ class Node:
         self._kubelet()
         return self
 
-    def _network(self) -> None:
-        self.subnet = _free_subnet()
-        self.gateway = self.subnet.rsplit(".", 1)[0] + ".1"
+    def create_network(self) -> None:
+        """The pod bridge with its gateway and the API server's address; before the control
+        plane starts, which listens on that address."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        n = _free_network()
+        self.subnet, self.gateway = f"10.217.{n}.0/24", f"10.217.{n}.1"
+        self.service_range, self.api_address = f"10.218.{n}.0/24", f"10.218.{n}.1"
         _run("ip", "link", "add", "name", self.bridge, "type", "bridge")
         _run("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+        # /32: the host owns this one address; the rest of the Service range stays unrouted.
+        _run("ip", "addr", "add", f"{self.api_address}/32", "dev", self.bridge)
         _run("ip", "link", "set", self.bridge, "up")
         conf = self.dir / "cni" / "net.d"
         conf.mkdir(parents=True, exist_ok=True)
@@ -157,6 +173,9 @@ class Node:
                 "hairpinMode": True, "ipam": {
                     "type": "host-local", "ranges": [[{"subnet": self.subnet,
                                                        "gateway": self.gateway}]],
+                    # Pods route the Service range (the API server) through the host, and
+                    # nothing else: they have no way out of the machine.
+                    "routes": [{"dst": self.service_range, "gw": self.gateway}],
                     "dataDir": str(self.dir / "cni" / "ipam")}}]}, indent=2))
 
     def _containerd(self, pause_image: str) -> None:

@@ -272,13 +272,15 @@ def network_policy(t: Tenant, cfg: OperatorConfig) -> dict | None:
     np = t.section("networkPolicy")
     if np.get("enabled") is False:
         return None
-    namespace = np.get("ingressNamespace") or cfg.ingress_namespace
+    admitted = [np.get("ingressNamespace") or cfg.ingress_namespace]
+    if cfg.monitoring_namespace and cfg.monitoring_namespace not in admitted:
+        admitted.append(cfg.monitoring_namespace)
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": metadata(t, names(t)["networkpolicy"]),
             "spec": {"podSelector": {"matchLabels": selector(t)},
                      "policyTypes": ["Ingress"],
                      "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {
-                         "kubernetes.io/metadata.name": namespace}}}],
+                         "kubernetes.io/metadata.name": namespace}}} for namespace in admitted],
                          "ports": [{"port": PORT, "protocol": "TCP"}]}]}}
 
 

@@ -12,49 +12,50 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-import os
 import time
 from datetime import UTC, datetime
 
 import kopf
 
 from . import GROUP, KIND, PLURAL, VERSION, metrics
-from .config import OperatorConfig
+from .config import is_glob, metrics_host_port
 from .desired import MANAGED_BY
-from .kube import Kube, path
+from .kube import path
 from .reconcile import reconcile
 from .tokens import Event, parse_time
 
 log = logging.getLogger("joyn_operator")
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
-STATE: dict = {}  # kube client, config, background tasks; set at start-up
+# The memo (kopf.Memo, built by main.run before kopf starts) holds all the operator's state:
+# config, login, kube, locks (per tenant), deadlines (a task per tenant in a token overlap),
+# resync (the periodic task). kopf gives each object a shallow copy, so all share these.
 
 
-async def _emit(body: dict, e: Event) -> None:
-    # Posted through our own client, not kopf.event: kopf posts only from inside its handler
-    # contexts, and the resync and deadline wake-ups run outside them.
-    try:
-        await STATE["kube"].post_event(body, e.type, e.reason, e.message)
-    except Exception as err:  # an event is best effort; status carries the durable state
-        log.warning("event not posted", extra={"reason": e.reason, "error": str(err)})
-
-
-async def _run(body: dict) -> None:
+async def _run(body: dict, memo: kopf.Memo) -> None:
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
+
+    async def emit(obj: dict, e: Event) -> None:
+        # Posted through our own client, not kopf.event: kopf posts only from inside its
+        # handler contexts, and the resync and deadline wake-ups run outside them.
+        try:
+            await memo.kube.post_event(obj, e.type, e.reason, e.message)
+        except Exception as err:  # an event is best effort; status carries the durable state
+            log.warning("event not posted", extra={"reason": e.reason, "error": str(err)})
+
     started = time.perf_counter()
     try:
-        status = await reconcile(body, STATE["kube"], STATE["config"], _emit)
+        status = await reconcile(body, memo.kube, memo.config, emit, memo.locks)
     except Exception:
         metrics.observe(key, {}, started, ok=False)
         raise
     metrics.observe(key, status, started, ok=True)
-    _schedule_deadline(body, status)
+    _schedule_deadline(key, status, memo)
 
 
-def _schedule_deadline(body: dict, status: dict) -> None:
-    """Wake up when the previous token expires, so it is dropped on time."""
-    key = (body["metadata"]["namespace"], body["metadata"]["name"])
-    old = STATE["deadlines"].pop(key, None)
+def _schedule_deadline(key: tuple[str, str], status: dict, memo: kopf.Memo) -> None:
+    """Wake up when the previous token expires, so it is dropped on time. A tenant that is
+    gone (empty status) or has no previous token keeps no task."""
+    old = memo.deadlines.pop(key, None)
     if old:
         old.cancel()
     until = parse_time((status.get("token") or {}).get("previousValidUntil"))
@@ -64,14 +65,23 @@ def _schedule_deadline(body: dict, status: dict) -> None:
 
     async def wake() -> None:
         await asyncio.sleep(delay)
-        STATE["deadlines"].pop(key, None)
-        await _run(body)
+        memo.deadlines.pop(key, None)
+        # reconcile() reads the tenant afresh; a gone one is a no-op.
+        await _run({"metadata": {"namespace": key[0], "name": key[1]}}, memo)
 
-    STATE["deadlines"][key] = asyncio.create_task(wake())
+    memo.deadlines[key] = asyncio.create_task(wake())
+
+
+@kopf.on.login()
+async def login(memo: kopf.Memo, **_) -> kopf.ConnectionInfo:
+    """kopf asks when its credentials expired (ours are due again) or were refused with a 401
+    (then ours are loaded afresh, so a rewritten token file or a new exec token is used)."""
+    await memo.login.refresh(force=not memo.login.due)
+    return memo.login.connection_info()
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, **_) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     # Our own prefix and finalizer name, fixed from day one (changing them later would make
     # kopf treat every tenant as new).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
@@ -83,16 +93,12 @@ async def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     settings.posting.level = logging.WARNING  # our own Events are posted explicitly
-    STATE["config"] = OperatorConfig.from_env()
-    metrics.serve(os.environ.get("JOYN_OPERATOR_METRICS_HOST", "0.0.0.0"),  # noqa: S104
-                  int(os.environ.get("JOYN_OPERATOR_METRICS_PORT", "8080")))
-    STATE["kube"] = Kube.from_environment()
-    STATE["deadlines"] = {}
-    STATE["resync"] = asyncio.create_task(_resync())
-
-
-def _is_glob(pattern: str) -> bool:
-    return any(c in pattern for c in "*?[")
+    # kopf's scanning watches CRDs and namespaces cluster-wide; only namespace globs need it,
+    # so without them the operator needs no permission on either (least privilege).
+    settings.scanning.disabled = not memo.config.namespace_globs
+    if memo.config.metrics_address:
+        metrics.serve(*metrics_host_port(memo.config.metrics_address))
+    memo.resync = asyncio.create_task(_resync(memo))
 
 
 def in_scope(namespace: str, patterns: tuple[str, ...]) -> bool:
@@ -103,20 +109,19 @@ def in_scope(namespace: str, patterns: tuple[str, ...]) -> bool:
 def resync_urls(patterns: tuple[str, ...]) -> list[str]:
     """Where the resync lists tenants: each watched namespace, or the whole cluster when all
     are watched or a pattern is a glob (the listed tenants are then filtered by in_scope)."""
-    if not patterns or any(_is_glob(p) for p in patterns):
+    if not patterns or any(is_glob(p) for p in patterns):
         return [f"/apis/{GROUP}/{VERSION}/{PLURAL}"]
     return [path(KIND, ns) for ns in patterns]
 
 
-async def _resync() -> None:
+async def _resync(memo: kopf.Memo) -> None:
     """Reconcile every tenant now and then, as a safety net for missed events."""
-    interval = float(STATE["config"].resync_seconds)
+    patterns = memo.config.watch_namespaces
     while True:
-        await asyncio.sleep(interval)
-        patterns = STATE["config"].watch_namespaces
+        await asyncio.sleep(memo.config.resync_seconds)
         for url in resync_urls(patterns):
             try:
-                tenants = await STATE["kube"].list(url)
+                tenants = await memo.kube.list(url)
             except Exception as e:  # keep resyncing; the next round retries
                 log.warning("resync list failed", extra={"error": str(e)})
                 continue
@@ -124,7 +129,7 @@ async def _resync() -> None:
                 if not in_scope(body["metadata"]["namespace"], patterns):
                     continue
                 try:
-                    await _run(body)
+                    await _run(body, memo)
                 except Exception as e:  # one broken tenant must not stop the others
                     log.warning("resync reconcile failed", extra={
                         "tenant": f"{body['metadata']['namespace']}/{body['metadata']['name']}",
@@ -132,30 +137,29 @@ async def _resync() -> None:
 
 
 @kopf.on.cleanup()
-async def cleanup(**_) -> None:
-    for task in [STATE.get("resync"), *STATE.get("deadlines", {}).values()]:
+async def cleanup(memo: kopf.Memo, **_) -> None:
+    for task in [memo.get("resync"), *memo.deadlines.values()]:
         if task:
             task.cancel()
-    if STATE.get("kube"):
-        await STATE["kube"].close()
+    await memo.kube.close()
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-async def tenant_changed(body: kopf.Body, **_) -> None:
-    await _run(dict(body))
+async def tenant_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    await _run(dict(body), memo)
 
 
-async def _child_event(event: dict, **_) -> None:
+async def _child_event(event: dict, memo: kopf.Memo, **_) -> None:
     obj = event.get("object") or {}
     meta = obj.get("metadata") or {}
     name = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
     if not name or not meta.get("namespace"):
         return
-    tenant = await STATE["kube"].get(path(KIND, meta["namespace"], name))
+    tenant = await memo.kube.get(path(KIND, meta["namespace"], name))
     if tenant is not None:
-        await _run(tenant)
+        await _run(tenant, memo)
 
 
 for _group, _version, _plural in (("", "v1", "secrets"), ("", "v1", "services"),

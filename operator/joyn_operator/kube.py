@@ -1,26 +1,23 @@
-"""A small async Kubernetes API client for what the operator does besides watching: get, list,
-server-side apply under one field manager, and status patches.
+"""The operator's own Kubernetes API calls besides kopf's watching: get, list, server-side
+apply under one field manager, status patches, events, deletes.
 
-Hand-written over httpx rather than the official `kubernetes` client: server-side apply needs a
-raw PATCH with the apply content type in either client, and the official client's typed models
-are most of a Python operator's memory (kopf docs, critiques.rst). kopf does the watching.
+Raw JSON over kubernetes_asyncio's ApiClient rather than its typed API classes: the objects are
+built as plain dicts (desired.py), server-side apply is a raw PATCH in any client, and the typed
+models are most of a Python operator's memory (kopf's docs, critiques.rst). Credentials come
+from the Login that kopf uses too (login.py).
 """
 
 from __future__ import annotations
 
-import base64
-import os
-import ssl
-import tempfile
+import json
 from datetime import UTC, datetime
-from pathlib import Path
 
-import httpx
-import yaml
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .login import Login
 
 FIELD_MANAGER = "joyn-scim-operator"
-SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-
 # kind -> (API prefix, plural) for the kinds the operator touches.
 KINDS = {
     "Secret": ("/api/v1", "secrets"),
@@ -42,96 +39,83 @@ def path(kind: str, namespace: str, name: str | None = None) -> str:
 
 
 class KubeError(Exception):
-    def __init__(self, response: httpx.Response, redact: bool = False) -> None:
+    def __init__(self, method: str, url: str, status: int, body: str | bytes | None,
+                 redact: bool = False) -> None:
+        message = body.decode(errors="replace") if isinstance(body, bytes) else (body or "")
         try:
-            message = response.json().get("message", response.text)
-        except ValueError:
-            message = response.text
+            message = json.loads(message).get("message", message)
+        except (ValueError, AttributeError):
+            pass
         if redact:  # an error about a Secret might quote a value: never let it reach a log
             message = "(details withheld for a Secret)"
-        super().__init__(f"{response.request.method} {response.request.url.path}: "
-                         f"{response.status_code} {message}")
-        self.status = response.status_code
+        super().__init__(f"{method} {url}: {status} {message}")
+        self.status = status
 
 
 class Kube:
-    def __init__(self, server: str, verify: ssl.SSLContext | bool, headers: dict[str, str],
-                 cert: tuple[str, str] | None = None) -> None:
-        self.http = httpx.AsyncClient(base_url=server, verify=verify, headers=headers,
-                                      cert=cert, timeout=30)
-
-    @classmethod
-    def from_environment(cls, kubeconfig: str | None = None) -> Kube:
-        """In a pod: its ServiceAccount. Elsewhere: $KUBECONFIG (current context)."""
-        kubeconfig = kubeconfig or os.environ.get("KUBECONFIG")
-        if not kubeconfig and (SA_DIR / "token").exists():
-            host = os.environ["KUBERNETES_SERVICE_HOST"]
-            port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-            ctx = ssl.create_default_context(cafile=str(SA_DIR / "ca.crt"))
-            token = (SA_DIR / "token").read_text().strip()
-            return cls(f"https://{host}:{port}", ctx, {"Authorization": f"Bearer {token}"})
-        cfg = yaml.safe_load(Path(kubeconfig or "~/.kube/config").expanduser().read_text())
-        ctx_name = cfg["current-context"]
-        context = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
-        cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == context["cluster"])
-        user = next(u["user"] for u in cfg["users"] if u["name"] == context["user"])
-        verify: ssl.SSLContext | bool = True
-        if cluster.get("insecure-skip-tls-verify"):
-            verify = False
-        elif cluster.get("certificate-authority"):
-            verify = ssl.create_default_context(cafile=cluster["certificate-authority"])
-        elif cluster.get("certificate-authority-data"):
-            verify = ssl.create_default_context(cadata=base64.b64decode(
-                cluster["certificate-authority-data"]).decode())
-        headers = {"Authorization": f"Bearer {user['token']}"} if user.get("token") else {}
-        cert = None
-        if user.get("client-certificate"):
-            cert = (user["client-certificate"], user["client-key"])
-        elif user.get("client-certificate-data"):
-            folder = Path(tempfile.mkdtemp(prefix="joyn-operator-"))
-            for key, name in (("client-certificate-data", "tls.crt"),
-                              ("client-key-data", "tls.key")):
-                (folder / name).write_bytes(base64.b64decode(user[key]))
-                os.chmod(folder / name, 0o600)
-            cert = (str(folder / "tls.crt"), str(folder / "tls.key"))
-        return cls(cluster["server"], verify, headers, cert)
+    def __init__(self, login: Login, timeout: float = 30) -> None:
+        self.login = login
+        self.timeout = timeout
+        self._api: ApiClient | None = None
 
     async def close(self) -> None:
-        await self.http.aclose()
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+
+    async def _client(self, force: bool = False) -> ApiClient:
+        cfg = await self.login.refresh(force=force)
+        if self._api is None or self._api.configuration is not cfg:
+            await self.close()  # a new server, CA or client certificate: a new connection pool
+            self._api = ApiClient(configuration=cfg)
+        return self._api
+
+    async def request(self, method: str, url: str, *, query: dict | None = None,
+                      body: dict | None = None, content_type: str = "application/json",
+                      redact: bool = False) -> tuple[int, dict]:
+        """One call; after a 401 the credentials are loaded afresh and it is tried once more.
+        Errors raise KubeError (with the server's message, withheld when `redact`)."""
+        for attempt in (1, 2):
+            api = await self._client(force=attempt == 2)
+            try:
+                data, status, _headers = await api.call_api(
+                    url, method, query_params=list((query or {}).items()),
+                    header_params={"Content-Type": content_type, "Accept": "application/json"},
+                    body=body, auth_settings=["BearerToken"],
+                    response_types_map={200: "object", 201: "object", 202: "object"},
+                    _request_timeout=self.timeout)
+                return status, data or {}
+            except ApiException as e:
+                if e.status == 401 and attempt == 1:
+                    continue
+                raise KubeError(method, url, e.status or 0, e.body, redact=redact) from None
+        raise AssertionError("unreachable")
 
     async def get(self, url: str) -> dict | None:
-        r = await self.http.get(url)
-        if r.status_code == 404:
-            return None
-        if r.status_code >= 400:
-            raise KubeError(r)
-        return r.json()
+        try:
+            return (await self.request("GET", url))[1]
+        except KubeError as e:
+            if e.status == 404:
+                return None
+            raise
 
     async def list(self, url: str, label_selector: str | None = None) -> list[dict]:
-        params = {"labelSelector": label_selector} if label_selector else None
-        r = await self.http.get(url, params=params)
-        if r.status_code >= 400:
-            raise KubeError(r)
-        return r.json().get("items") or []
+        query = {"labelSelector": label_selector} if label_selector else None
+        return (await self.request("GET", url, query=query))[1].get("items") or []
 
     async def apply(self, obj: dict) -> tuple[dict, bool]:
-        """Server-side apply under our field manager; returns (object, created)."""
+        """Server-side apply under our field manager; returns (object, created). Sent as JSON
+        (valid apply YAML): nothing a YAML parser could retype, such as `y` or `no`."""
         meta = obj["metadata"]
-        r = await self.http.patch(
-            path(obj["kind"], meta["namespace"], meta["name"]),
-            params={"fieldManager": FIELD_MANAGER, "force": "true"},
-            content=yaml.safe_dump(obj).encode(),  # JSON would do too; YAML is the apply form
-            headers={"Content-Type": "application/apply-patch+yaml"})
-        if r.status_code >= 400:
-            raise KubeError(r, redact=obj["kind"] == "Secret")
-        return r.json(), r.status_code == 201
+        status, data = await self.request(
+            "PATCH", path(obj["kind"], meta["namespace"], meta["name"]),
+            query={"fieldManager": FIELD_MANAGER, "force": "true"}, body=obj,
+            content_type="application/apply-patch+yaml", redact=obj["kind"] == "Secret")
+        return data, status == 201
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> None:
-        r = await self.http.patch(f"{path(kind, namespace, name)}/status",
-                                  json={"status": status},
-                                  headers={"Content-Type": "application/merge-patch+json"})
-        if r.status_code >= 400:
-            raise KubeError(r)
+        await self.request("PATCH", f"{path(kind, namespace, name)}/status",
+                           body={"status": status}, content_type="application/merge-patch+json")
 
     async def post_event(self, obj: dict, type_: str, reason: str, message: str) -> None:
         """A core/v1 Event about `obj`. Messages are written by us and never hold a token."""
@@ -148,11 +132,11 @@ class Kube:
             "source": {"component": FIELD_MANAGER},
             "reportingComponent": FIELD_MANAGER, "reportingInstance": FIELD_MANAGER,
         }
-        r = await self.http.post(path("Event", meta["namespace"]), json=event)
-        if r.status_code >= 400:
-            raise KubeError(r)
+        await self.request("POST", path("Event", meta["namespace"]), body=event)
 
     async def delete(self, url: str) -> None:
-        r = await self.http.request("DELETE", url)
-        if r.status_code >= 400 and r.status_code != 404:
-            raise KubeError(r)
+        try:
+            await self.request("DELETE", url)
+        except KubeError as e:
+            if e.status != 404:
+                raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -35,7 +36,31 @@ log = logging.getLogger("joyn_operator")
 # An event sink: (tenant body, Event) -> awaitable. Kube.post_event in the operator.
 EmitFn = Callable[[dict, Event], Awaitable[None]]
 
-_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+
+class KeyedLocks:
+    """One asyncio.Lock per tenant, forgotten once nobody holds or awaits it (tenants come and
+    go for years; a dict of locks that only grows would hold every name ever seen)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: tuple[str, str]):
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
 
 def _decode(secret: dict | None) -> dict[str, str]:
@@ -44,6 +69,7 @@ def _decode(secret: dict | None) -> dict[str, str]:
 
 
 async def reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
+                    locks: KeyedLocks,
                     now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> dict:
     """Bring one tenant's children to their desired state and write its status.
 
@@ -51,8 +77,7 @@ async def reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
     all call it at once. Returns the status it wrote (for tests and metrics).
     """
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
-    lock = _locks.setdefault(key, asyncio.Lock())
-    async with lock:
+    async with locks.hold(key):
         # Re-read: the body a child event carries may be stale by the time the lock is ours.
         fresh = await kube.get(path(KIND, *key))
         if fresh is None or fresh["metadata"].get("deletionTimestamp"):

@@ -120,8 +120,7 @@ class OperatorProcess:
 
     def start(self) -> OperatorProcess:
         env = {**os.environ, "KUBECONFIG": str(self.cp.kubeconfig),
-               "JOYN_OPERATOR_METRICS_HOST": "127.0.0.1",
-               "JOYN_OPERATOR_METRICS_PORT": str(self.metrics_port),
+               "JOYN_OPERATOR_METRICS_ADDRESS": f"127.0.0.1:{self.metrics_port}",
                **{f"JOYN_OPERATOR_{k}": v for k, v in self.env.items()}}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scim_server", "operator", "-n", self.namespace,

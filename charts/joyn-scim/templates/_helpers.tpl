@@ -1,0 +1,90 @@
+{{/* The release's name, or <release>-joyn-scim when the release name does not hold it. */}}
+{{- define "joyn-scim.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "joyn-scim.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "joyn-scim.labels" -}}
+{{ include "joyn-scim.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: joyn-scim
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "joyn-scim.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "joyn-scim.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* repository@digest, else repository:tag (default: the appVersion). */}}
+{{- define "joyn-scim.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Exact namespace names get a Role each; none, or a glob, needs a ClusterRole. */}}
+{{- define "joyn-scim.clusterwide" -}}
+{{- $glob := false -}}
+{{- range .Values.operator.watchNamespaces -}}
+{{- if regexMatch "[*?\\[]" . -}}{{- $glob = true -}}{{- end -}}
+{{- end -}}
+{{- if or (not .Values.operator.watchNamespaces) $glob -}}true{{- end -}}
+{{- end -}}
+
+{{/* Whether to render a monitoring.coreos.com/v1 object: true, false, or auto (served). */}}
+{{- define "joyn-scim.monitoring" -}}
+{{- $mode := index . 0 -}}{{- $root := index . 1 -}}{{- $kind := index . 2 -}}
+{{- if or (eq (toString $mode) "true") (and (eq (toString $mode) "auto") ($root.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" $kind))) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The rules for tenants' namespaces; the README's permission table mirrors them. */}}
+{{- define "joyn-scim.namespacedRules" -}}
+# Tenants: watched (kopf), read afresh before each reconcile, annotated by kopf with the last
+# handled spec; their status written by the operator.
+- apiGroups: [scim.sevenlakes.com]
+  resources: [joynscimtenants]
+  verbs: [get, list, watch, patch]
+- apiGroups: [scim.sevenlakes.com]
+  resources: [joynscimtenants/status]
+  verbs: [patch]
+# Children, applied server-side (create + patch); watched so that a deleted or edited child is
+# repaired at once. Never deleted: the token Secret and the data volume claim.
+- apiGroups: [""]
+  resources: [secrets, persistentvolumeclaims]
+  verbs: [get, list, watch, create, patch]
+# Recreated when a hand edit cannot be merged; the Ingress and NetworkPolicy also deleted when a
+# tenant turns them off.
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses, networkpolicies]
+  verbs: [get, list, watch, create, patch, delete]
+# The servers' pods: read for the Ready condition's reasons (ImagePullBackOff, Pending, ...).
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch]
+# Events about tenants (TokenRotated, DriftCorrected, ...; kopf's handler errors).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}
