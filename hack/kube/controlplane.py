@@ -1,8 +1,8 @@
 """A real Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler. etcd and the controllers listen on 127.0.0.1; the API server on the address it
 is given (the node's: the first address of its Service range, so pods reach it as the
-`kubernetes` Service), port 443. The node that runs its pods is hack/kube/node.py; hack/kube/cluster.py puts them
-together with storage and an ingress controller.
+`kubernetes` Service), port 443. The node that runs its pods is hack/kube/node.py;
+hack/kube/cluster.py puts them together with storage and an ingress controller.
 
 The binaries come from hack/kube/build.sh (built from the Go module proxy, cached outside the
 repository). Everything runs in one folder: keys, static tokens (the admin in system:masters,

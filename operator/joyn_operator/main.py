@@ -42,6 +42,19 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+class KopfExtras(logging.Filter):
+    """kopf attaches its whole settings object and an object reference to each record it
+    logs: keep the object as `namespace/name`, drop the rest (kilobytes a line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("settings", None)
+        record.__dict__.pop("k8s_skip", None)
+        ref = record.__dict__.pop("k8s_ref", None)
+        if isinstance(ref, dict) and ref.get("name"):
+            record.object = "/".join(p for p in (ref.get("namespace"), ref["name"]) if p)
+        return True
+
+
 def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> OperatorConfig:
     """The environment's settings with the command line's on top, checked."""
     cfg = OperatorConfig.from_env(env)
@@ -70,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from .reconcile import KeyedLocks
 
     setup_logging(cfg.log_level)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(KopfExtras())
     logging.getLogger("kopf").setLevel(max(logging.INFO, logging.getLogger().level))
     # kubernetes_asyncio logs whole response bodies at debug, a Secret's included: never.
     for noisy in ("kubernetes_asyncio", "aiohttp"):

@@ -138,6 +138,64 @@ class OperatorProcess:
                 self.proc.wait()
 
 
+@pytest.fixture(scope="session")
+def tools_bins() -> Path:
+    """helm, kubeconform and kind (hack/tools/build.sh)."""
+    env = os.environ.get("TOOLS_BINS_DIR")
+    if env:
+        return Path(env)
+    r = subprocess.run([str(ROOT / "hack/tools/build.sh"), "--check"], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        message = "helm/kubeconform/kind are not built: run `make kube-bins`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return Path(r.stdout.strip())
+
+
+CHART = ROOT / "charts" / "joyn-scim"
+
+
+class Helm:
+    """helm with homes of its own (nothing in ~), against the test cluster as its admin."""
+
+    def __init__(self, bins: Path, home: Path, kubeconfig: Path | None = None) -> None:
+        self.bin = str(bins / "helm")
+        self.env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"),
+                    "HELM_CONFIG_HOME": str(home / "config"),
+                    "HELM_DATA_HOME": str(home / "data")}
+        if kubeconfig:
+            self.env["KUBECONFIG"] = str(kubeconfig)
+
+    def run(self, *args: str, check: bool = True, timeout: float = 300
+            ) -> subprocess.CompletedProcess:
+        r = subprocess.run([self.bin, *args], capture_output=True, text=True, env=self.env,
+                           timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)}: {r.stderr.strip()}")
+        return r
+
+    def template(self, *args: str, values: dict | None = None) -> str:
+        return self.run("template", "t", str(CHART), "-n", "ops", "--kube-version", "1.36.3",
+                        *self.values(values), *args).stdout
+
+    def values(self, values: dict | None) -> list[str]:
+        """-f <file> with `values` (JSON is YAML), so no --set escaping rules apply."""
+        if not values:
+            return []
+        path = Path(self.env["HELM_CONFIG_HOME"]) / f"values-{secrets.token_hex(4)}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+        return ["-f", str(path)]
+
+
+def image_values(image: str) -> dict:
+    """The chart's image values for a built image reference (repository:tag)."""
+    repository, _, tag = image.rpartition(":")
+    return {"image": {"repository": repository, "tag": tag}}
+
+
 def machine_state(session: Path) -> dict:
     """What a node could leave on the machine outside its folder (the session cluster's own
     pod log links come and go as its pods do, so they are left out)."""

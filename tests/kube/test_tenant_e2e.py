@@ -1,4 +1,5 @@
-"""End to end on the real node: the operator (out of the cluster) and tenants whose servers run
+"""End to end on the real node, twice: with the operator run as a process out of the cluster,
+and installed by the Helm chart in a pod under its own ServiceAccount; tenants' servers run
 from the image built here, reached the way Entra reaches them: HTTPS through the ingress
 controller at the Tenant URL, verified against the harness's CA, with the token from the
 Secret."""
@@ -8,33 +9,50 @@ from __future__ import annotations
 import base64
 import secrets
 import ssl
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from .conftest import OperatorProcess, eventually
+from .conftest import CHART, Helm, OperatorProcess, eventually, image_values
 
 TENANTS = "/apis/scim.sevenlakes.com/v1alpha1/namespaces/{ns}/joynscimtenants"
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 TEST_CONNECTION = {"filter": 'userName eq "9edf3db5-5d8a-4b5e-9b1b-1f0e2c3d4a5b"'}
 
 
-@pytest.fixture(scope="module")
-def ns(kube, tenant_crd) -> str:
-    return kube.namespace("e2e")
-
-
-@pytest.fixture(scope="module")
-def operator(cluster, ns, tmp_path_factory, request):
-    op = OperatorProcess(cluster.cp, ns, tmp_path_factory.mktemp("operator"),
-                         DOMAIN=cluster.domain, SERVER_IMAGE=cluster.images.app,
-                         INGRESS_CLASS="traefik",
-                         RESYNC_SECONDS="10").start()
-    yield op
-    op.stop()
+@pytest.fixture(scope="module", params=["process", "in-cluster"])
+def operator(request, cluster, kube, tenant_crd, tools_bins, tmp_path_factory):
+    """The operator watching a namespace of its own (`.namespace`): `joyn-scim operator` on
+    the host, or the chart's Deployment (the CRD left to the session: crds.enabled=false)."""
+    ns = kube.namespace("e2e")
+    settings = {"DOMAIN": cluster.domain, "SERVER_IMAGE": cluster.images.app,
+                "INGRESS_CLASS": "traefik", "RESYNC_SECONDS": "10"}
+    if request.param == "process":
+        op = OperatorProcess(cluster.cp, ns, tmp_path_factory.mktemp("operator"),
+                             **settings).start()
+        yield op
+        op.stop()
+        if request.session.testsfailed:
+            print(f"--- operator log ---\n{op.log.read_text()[-6000:]}")
+        return
+    helm = Helm(tools_bins, tmp_path_factory.mktemp("helm"), cluster.cp.kubeconfig)
+    home = kube.namespace("e2e-operator")
+    values = {**image_values(cluster.images.app), "crds": {"enabled": False}, "operator": {
+        "watchNamespaces": [ns], "domain": cluster.domain, "ingressClass": "traefik",
+        "resyncSeconds": 10, "logLevel": "debug"}}
+    helm.run("install", "e2e", str(CHART), "-n", home, "--wait", "--timeout", "4m",
+             *helm.values(values), timeout=300)
+    yield SimpleNamespace(namespace=ns)
     if request.session.testsfailed:
-        print(f"--- operator log ---\n{op.log.read_text()[-6000:]}")
+        print(cluster.cp.kubectl("logs", "-n", home, "deploy/e2e-joyn-scim", "--tail=100"))
+    helm.run("uninstall", "e2e", "-n", home, "--wait", check=False)
+
+
+@pytest.fixture(scope="module")
+def ns(operator) -> str:
+    return operator.namespace
 
 
 def create_tenant(kube, cluster, ns: str, tls: bool = True, **spec) -> str:
