@@ -119,12 +119,13 @@ class Cluster:
                           self.ingress.logs()])
 
     def stop(self, remove: bool = True) -> None:
-        """The ingress controller and the provisioner, the node (its pods first), then the
-        control plane."""
+        """The ingress controller and the provisioner, the node (its pods first), the control
+        plane, then the node's network, which holds the API server's address."""
         self.ingress.stop()
         self.storage.stop()
-        self.node.stop(remove=remove)
+        self.node.stop(remove=remove, keep_network=True)
         self.cp.stop(remove=remove)
+        self.node.remove_network(remove=remove)  # the API server's address goes last
         if remove:
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -277,14 +277,23 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
     # -- stop -------------------------------------------------------------------------------
 
-    def stop(self, remove: bool = True) -> None:
+    def stop(self, remove: bool = True, keep_network: bool = False) -> None:
         """Kubelet first (or it would restart what we stop), then every pod sandbox through the
-        CRI, then containerd; then the sweep for whatever is left."""
+        CRI, then containerd; then the sweep for whatever is left. `keep_network`: leave the
+        bridge (and the API server's address on it) for remove_network(), once the API server
+        has stopped: it holds connections to itself there, and without the address its
+        graceful shutdown waits a minute for them."""
         terminate(self.procs.pop("kubelet", None))
         if self.socket.exists() and "containerd" in self.procs:
             self.crictl("rmp", "--all", "--force", check=False)
         terminate(self.procs.pop("containerd", None))
-        sweep(self.dir, self.state())
+        sweep(self.dir, self.state(), network=not keep_network)
+        if remove and not keep_network:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def remove_network(self, remove: bool = True) -> None:
+        """The rest of stop(keep_network=True)."""
+        _sweep_network(self.state())
         if remove:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -307,7 +316,7 @@ def _pids_where(match) -> list[int]:
     return out
 
 
-def sweep(folder: Path, state: dict) -> None:
+def sweep(folder: Path, state: dict, network: bool = True) -> None:
     """Remove what a node made outside its folder, and unmount what it mounted inside it, once
     its kubelet and containerd are stopped. Safe to call twice, and after a crash (reads only
     `state` and the machine)."""
@@ -329,7 +338,8 @@ def sweep(folder: Path, state: dict) -> None:
         time.sleep(0.05)
     sandboxes = folder / "containerd" / "root" / "io.containerd.grpc.v1.cri" / "sandboxes"
     sandbox_ids = [p.name for p in sandboxes.iterdir()] if sandboxes.is_dir() else []
-    _sweep_network(state)
+    if network:
+        _sweep_network(state)
     _sweep_iptables(state.get("chains_before") or [])
     mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
     for m in sorted((m for m in mounts if m.startswith(str(folder) + "/")), key=len, reverse=True):
