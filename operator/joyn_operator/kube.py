@@ -75,8 +75,9 @@ class Kube:
                       redact: bool = False) -> tuple[int, dict]:
         """One call; after a 401 the credentials are loaded afresh and it is tried once more.
         Errors raise KubeError (with the server's message, withheld when `redact`)."""
-        for attempt in (1, 2):
-            api = await self._client(force=attempt == 2)
+        refused = False
+        while True:
+            api = await self._client(force=refused)
             try:
                 data, status, _headers = await api.call_api(
                     url, method, query_params=list((query or {}).items()),
@@ -86,10 +87,9 @@ class Kube:
                     _request_timeout=self.timeout)
                 return status, data or {}
             except ApiException as e:
-                if e.status == 401 and attempt == 1:
-                    continue
-                raise KubeError(method, url, e.status or 0, e.body, redact=redact) from None
-        raise AssertionError("unreachable")
+                if e.status != 401 or refused:
+                    raise KubeError(method, url, e.status or 0, e.body, redact=redact) from None
+                refused = True
 
     async def get(self, url: str) -> dict | None:
         try:

@@ -34,7 +34,7 @@ class LoginError(RuntimeError):
 
 def _tls(cfg: Configuration) -> tuple:
     return (cfg.host, cfg.ssl_ca_cert, cfg.cert_file, cfg.key_file, cfg.verify_ssl,
-            getattr(cfg, "tls_server_name", None), cfg.proxy)
+            cfg.tls_server_name, cfg.proxy)
 
 
 class Login:
@@ -105,7 +105,6 @@ class Login:
         self.expires = expires
         if self.configuration is not None and _tls(self.configuration) == _tls(cfg):
             self.configuration.api_key = cfg.api_key
-            self.configuration.username, self.configuration.password = cfg.username, cfg.password
         else:
             self.configuration = cfg
 
@@ -113,13 +112,11 @@ class Login:
         """The current credentials in kopf's terms, expiring when ours are next re-read."""
         cfg = self.configuration
         assert cfg is not None, "refresh() first"
-        header = (cfg.api_key.get("BearerToken") or cfg.api_key.get("authorization") or "").strip()
-        scheme, _, token = header.partition(" ")
-        if not token:  # a bare token, with no scheme in front
-            scheme, token = "Bearer", scheme
+        # The loaders keep "<scheme> <credential>" here: Bearer, or Basic for a kubeconfig's
+        # username and password.
+        scheme, _, token = (cfg.api_key.get("BearerToken") or "").strip().partition(" ")
         return kopf.ConnectionInfo(
             server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl,
-            username=cfg.username or None, password=cfg.password or None,
-            scheme=scheme if token else None, token=token.strip() or None,
+            scheme=scheme or None, token=token.strip() or None,
             certificate_path=cfg.cert_file, private_key_path=cfg.key_file,
             proxy_url=cfg.proxy, expiration=self.expires)

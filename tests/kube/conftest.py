@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import ssl
@@ -21,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack" / "kube"))
 from cluster import Cluster, missing  # noqa: E402
-from controlplane import ControlPlane, free_port  # noqa: E402
+from controlplane import ControlPlane, binaries_dir, free_port  # noqa: E402
 
 
 class Kube:
@@ -141,17 +142,19 @@ class OperatorProcess:
 @pytest.fixture(scope="session")
 def tools_bins() -> Path:
     """helm, kubeconform and kind (hack/tools/build.sh)."""
-    env = os.environ.get("TOOLS_BINS_DIR")
-    if env:
-        return Path(env)
-    r = subprocess.run([str(ROOT / "hack/tools/build.sh"), "--check"], capture_output=True,
-                       text=True)
-    if r.returncode != 0:
+    bins = binaries_dir(script=ROOT / "hack/tools/build.sh", env="TOOLS_BINS_DIR")
+    if bins is None:
         message = "helm/kubeconform/kind are not built: run `make kube-bins`"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    return Path(r.stdout.strip())
+    return bins
+
+
+def kube_version() -> str:
+    """The pinned Kubernetes release (hack/kube/go.mod), e.g. v1.36.3."""
+    text = (ROOT / "hack" / "kube" / "go.mod").read_text()
+    return re.search(r"k8s.io/kubernetes (v[0-9.]+)", text).group(1)
 
 
 CHART = ROOT / "charts" / "joyn-scim"
@@ -177,7 +180,7 @@ class Helm:
         return r
 
     def template(self, *args: str, values: dict | None = None) -> str:
-        return self.run("template", "t", str(CHART), "-n", "ops", "--kube-version", "1.36.3",
+        return self.run("template", "t", str(CHART), "-n", "ops", "--kube-version", kube_version(),
                         *self.values(values), *args).stdout
 
     def values(self, values: dict | None) -> list[str]:
@@ -190,10 +193,13 @@ class Helm:
         return ["-f", str(path)]
 
 
-def image_values(image: str) -> dict:
-    """The chart's image values for a built image reference (repository:tag)."""
-    repository, _, tag = image.rpartition(":")
-    return {"image": {"repository": repository, "tag": tag}}
+def chart_values(cluster, watch: str, **extra) -> dict:
+    """The chart's values on the test cluster: the image built here, one watched namespace,
+    the harness's domain and ingress class, a quick resync."""
+    repository, _, tag = cluster.images.app.rpartition(":")
+    return {"image": {"repository": repository, "tag": tag}, **extra, "operator": {
+        "watchNamespaces": [watch], "domain": cluster.domain, "ingressClass": "traefik",
+        "resyncSeconds": 10, "logLevel": "debug"}}
 
 
 def machine_state(session: Path) -> dict:

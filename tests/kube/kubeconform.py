@@ -55,7 +55,7 @@ def write_schemas(openapi_v2: dict, folder: Path) -> Path:
         for gvk in schema.get("x-kubernetes-group-version-kind") or []:
             group, version, kind = gvk["group"], gvk["version"], gvk["kind"]
             api_version = f"{group}/{version}" if group else version
-            one = _refs(json.loads(json.dumps(schema)))
+            one = _refs(schema)  # a new tree: each kind edits its own copy
             props = one.setdefault("properties", {})
             if "kind" in props:
                 props["kind"] = {**props["kind"], "enum": [kind]}

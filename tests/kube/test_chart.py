@@ -12,7 +12,7 @@ import pytest
 import yaml
 from joyn_operator.config import OperatorConfig
 
-from .conftest import CHART, CRD_PATH, ROOT, Helm, eventually, image_values
+from .conftest import CHART, CRD_PATH, ROOT, Helm, chart_values, eventually
 from .kubeconform import validate, write_schemas
 from .test_tenant_e2e import TENANTS, Entra, create_tenant, pods, secret, wait_ready
 
@@ -174,9 +174,9 @@ def test_roles_hold_exactly_the_documented_permissions_and_no_wildcard(helm):
     objs = docs(helm.template(values=VALUE_SETS["glob"]))
     [cluster] = find(objs, "ClusterRole")
     assert rules_as_rows(cluster["rules"]) == tenant_rows | cluster_rows | glob_rows
-    for name in VALUE_SETS:
-        for role in [*find(docs(helm.template(values=VALUE_SETS[name])), "ClusterRole"),
-                     *find(docs(helm.template(values=VALUE_SETS[name])), "Role")]:
+    for values in VALUE_SETS.values():
+        objs = docs(helm.template(values=values))
+        for role in [*find(objs, "ClusterRole"), *find(objs, "Role")]:
             assert "*" not in str(role["rules"]), role
 
 
@@ -235,9 +235,7 @@ class Release:
     def __init__(self, helm: Helm, kube, cluster, namespace: str, tenants: str) -> None:
         self.helm, self.kube, self.cluster = helm, kube, cluster
         self.name, self.namespace, self.tenants = "joyn", namespace, tenants
-        self.values = {**image_values(cluster.images.app), "operator": {
-            "watchNamespaces": [tenants], "domain": cluster.domain, "ingressClass": "traefik",
-            "resyncSeconds": 10, "logLevel": "debug"}}
+        self.values = chart_values(cluster, tenants)
 
     def install(self, *extra: str, command: str = "install") -> None:
         self.helm.run(command, self.name, str(CHART), "-n", self.namespace, "--wait",

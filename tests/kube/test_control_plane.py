@@ -4,13 +4,12 @@ server-side apply conflicts, garbage collection, namespace deletion, RBAC, contr
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import subprocess
 
 import pytest
 
-from .conftest import ROOT, Kube, eventually
+from .conftest import Kube, eventually, kube_version
 
 GROUP = "smoke.joyn-scim.test"
 CRD = {
@@ -46,11 +45,6 @@ CRD = {
 @pytest.fixture
 def ns(kube: Kube):
     return kube.namespace("smoke")
-
-
-def kube_version() -> str:
-    text = (ROOT / "hack" / "kube" / "go.mod").read_text()
-    return re.search(r"k8s.io/kubernetes (v[0-9.]+)", text).group(1)
 
 
 def test_version_is_the_pinned_release(kube):

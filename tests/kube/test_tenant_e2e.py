@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from .conftest import CHART, Helm, OperatorProcess, eventually, image_values
+from .conftest import CHART, Helm, OperatorProcess, chart_values, eventually
 
 TENANTS = "/apis/scim.sevenlakes.com/v1alpha1/namespaces/{ns}/joynscimtenants"
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -39,9 +39,7 @@ def operator(request, cluster, kube, tenant_crd, tools_bins, tmp_path_factory):
         return
     helm = Helm(tools_bins, tmp_path_factory.mktemp("helm"), cluster.cp.kubeconfig)
     home = kube.namespace("e2e-operator")
-    values = {**image_values(cluster.images.app), "crds": {"enabled": False}, "operator": {
-        "watchNamespaces": [ns], "domain": cluster.domain, "ingressClass": "traefik",
-        "resyncSeconds": 10, "logLevel": "debug"}}
+    values = chart_values(cluster, ns, crds={"enabled": False})
     helm.run("install", "e2e", str(CHART), "-n", home, "--wait", "--timeout", "4m",
              *helm.values(values), timeout=300)
     yield SimpleNamespace(namespace=ns)
