@@ -9,6 +9,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from .defaults import SPEC_DEFAULTS
+
 ENV_PREFIX = "JOYN_OPERATOR_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -47,8 +49,9 @@ class OperatorConfig:
         issuer = None
         if get("TLS_ISSUER"):
             issuer = {"name": get("TLS_ISSUER"),
-                      "kind": get("TLS_ISSUER_KIND") or "ClusterIssuer",
-                      "group": get("TLS_ISSUER_GROUP") or "cert-manager.io"}
+                      "kind": get("TLS_ISSUER_KIND") or SPEC_DEFAULTS["ingress.tls.issuerRef.kind"],
+                      "group": get("TLS_ISSUER_GROUP")
+                      or SPEC_DEFAULTS["ingress.tls.issuerRef.group"]}
         resync = get("RESYNC_SECONDS")
         try:
             resync_seconds = float(resync) if resync else cls.resync_seconds

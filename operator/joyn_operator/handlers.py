@@ -19,13 +19,13 @@ import kopf
 
 from . import GROUP, KIND, PLURAL, VERSION, metrics
 from .config import is_glob, metrics_host_port
-from .desired import MANAGED_BY
+from .keys import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from .kube import path
 from .reconcile import reconcile
 from .tokens import Event, parse_time
 
 log = logging.getLogger("joyn_operator")
-CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
+CHILD_LABELS = {MANAGED_BY_LABEL: MANAGED_BY}
 # The memo (kopf.Memo, built by main.run before kopf starts) holds all the operator's state:
 # config, login, kube, locks (per tenant), deadlines (a task per tenant in a token overlap),
 # resync (the periodic task). kopf gives each object a shallow copy, so all share these.
@@ -154,7 +154,7 @@ async def tenant_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
 async def _child_event(event: dict, memo: kopf.Memo, **_) -> None:
     obj = event.get("object") or {}
     meta = obj.get("metadata") or {}
-    name = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
+    name = (meta.get("labels") or {}).get(INSTANCE_LABEL)
     if not name or not meta.get("namespace"):
         return
     tenant = await memo.kube.get(path(KIND, meta["namespace"], name))

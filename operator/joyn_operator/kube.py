@@ -2,7 +2,7 @@
 apply under one field manager, status patches, events, deletes.
 
 Raw JSON over kubernetes_asyncio's ApiClient rather than its typed API classes: the objects are
-built as plain dicts (desired.py), server-side apply is a raw PATCH in any client, and the typed
+rendered as plain dicts (desired.py), server-side apply is a raw PATCH in any client, and the typed
 models are most of a Python operator's memory (kopf's docs, critiques.rst). Credentials come
 from the Login that kopf uses too (login.py).
 """

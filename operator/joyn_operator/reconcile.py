@@ -1,7 +1,7 @@
 """The one idempotent reconcile of a tenant: token Secret, children, status.
 
-Side effects live here; what the children and the status should be is computed by the pure
-functions in desired.py, tokens.py and status.py.
+Side effects live here. The tenant is resolved once (tenant.py); what its children, token and
+status should be is computed by the pure functions in desired.py, tokens.py and status.py.
 """
 
 from __future__ import annotations
@@ -13,29 +13,20 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from . import GROUP, KIND
+from . import KIND
 from .config import OperatorConfig
-from .desired import (
-    MANAGED_BY,
-    Tenant,
-    children,
-    names,
-    selector,
-    tenant_url,
-    tls,
-    token_secret,
-)
+from .desired import children, token_secret
+from .keys import MANAGED_BY, MANAGED_BY_LABEL
 from .kube import Kube, KubeError, path
 from .status import Observed, conditions
-from .tokens import ROTATE_ANNOTATION, Event, TokenState, fmt, next_state, parse_duration
+from .tenant import resolve
+from .tokens import Event, TokenState, fmt, next_state
 
-PAUSED_ANNOTATION = f"{GROUP}/paused"
 RECREATABLE = frozenset({"Deployment", "Service", "Ingress", "NetworkPolicy"})
 log = logging.getLogger("joyn_operator")
 
 # An event sink: (tenant body, Event) -> awaitable. Kube.post_event in the operator.
 EmitFn = Callable[[dict, Event], Awaitable[None]]
-
 
 
 class KeyedLocks:
@@ -87,48 +78,37 @@ async def reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
 
 async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
                      now: datetime) -> dict:
-    t = Tenant.from_body(body)
-    meta = body["metadata"]
-    annotations = meta.get("annotations") or {}
-    paused = annotations.get(PAUSED_ANNOTATION) == "true"
-    generation = meta.get("generation") or 0
+    t = resolve(body, cfg)
     old_status = body.get("status") or {}
     first = "observedGeneration" not in old_status
-    spec_changed = old_status.get("observedGeneration") != generation
-    n = names(t)
+    spec_changed = old_status.get("observedGeneration") != t.generation
 
     # -- the token ------------------------------------------------------------------------------
-    byo = t.section("token").get("existingSecretRef")
+    secret = await kube.get(path("Secret", t.namespace, t.token.secret_name))
     state: TokenState | None = None
-    if byo:
-        secret = await kube.get(path("Secret", t.namespace, byo["name"]))
-        token_present = bool(_decode(secret).get(byo.get("key", "token"), "").strip())
-        token_ref = {"name": byo["name"], "key": byo.get("key", "token")}
+    if not t.token.own:
+        token_present = bool(_decode(secret).get(t.token.key, "").strip())
     else:
-        secret = await kube.get(path("Secret", t.namespace, n["secret"]))
         existing = TokenState.from_secret(_decode(secret),
                                           (secret or {}).get("metadata", {}).get("annotations")
                                           or {}, now)
         state = existing
-        if not paused:
-            valid_for = parse_duration(t.section("token").get("previousTokenValidFor", "72h"))
-            state, events = next_state(existing, annotations.get(ROTATE_ANNOTATION), valid_for,
+        if not t.paused:
+            state, events = next_state(existing, t.rotate_request, t.token.previous_valid_for,
                                        now)
-            manifest = token_secret(t, cfg, state.current, state.previous, state.annotations())
-            await kube.apply(manifest)
+            await kube.apply(token_secret(t, state.current, state.previous, state.annotations()))
             for e in events:
                 await emit(body, e)
             if secret is None and existing is None and not first:
-                await emit(body, Event("ChildRestored", f"Secret {n['secret']} was missing and has "
-                                 "been recreated with a new token", "Warning"))
+                await emit(body, Event("ChildRestored", f"Secret {t.names.secret} was missing "
+                                       "and has been recreated with a new token", "Warning"))
         token_present = state is not None
-        token_ref = {"name": n["secret"], "key": "token"}
 
     # -- the children ---------------------------------------------------------------------------
     applied: dict[str, dict] = {}
     apply_errors: list[str] = []
-    wanted = children(t, cfg)
-    if paused:
+    wanted = children(t)
+    if t.paused:
         for obj in wanted:
             got = await kube.get(path(obj["kind"], t.namespace, obj["metadata"]["name"]))
             if got:
@@ -145,15 +125,14 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
         wanted_kinds = {o["kind"] for o in wanted}
         for kind in ("Ingress", "NetworkPolicy"):
             if kind not in wanted_kinds:
-                child_path = path(kind, t.namespace, n[kind.lower()])
+                child_path = path(kind, t.namespace, t.names.of_kind(kind))
                 current = await kube.get(child_path)
                 if current and (current["metadata"].get("labels") or {}).get(
-                        "app.kubernetes.io/managed-by") == MANAGED_BY:
+                        MANAGED_BY_LABEL) == MANAGED_BY:
                     await kube.delete(child_path)
 
     # -- observe and write status ---------------------------------------------------------------
-    pods = await kube.list(path("Pod", t.namespace),
-                           ",".join(f"{k}={v}" for k, v in selector(t).items()))
+    pods = await kube.list(path("Pod", t.namespace), t.pod_selector)
     ing = applied.get("Ingress")
     class_exists = None
     class_name = ((ing or {}).get("spec") or {}).get("ingressClassName")
@@ -161,37 +140,34 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
         class_exists = await kube.get(
             f"/apis/networking.k8s.io/v1/ingressclasses/{class_name}") is not None
     tls_exists = None
-    tls_cfg = tls(t, cfg)
-    if ing and tls_cfg and not tls_cfg["issuerRef"]:
-        tls_exists = await kube.get(path("Secret", t.namespace, tls_cfg["secretName"])) \
-            is not None
-    url = tenant_url(t, cfg)
-    observed = Observed(url=url, token_present=token_present,
+    tls = t.ingress.tls
+    if ing and tls and not tls.issuer:
+        tls_exists = await kube.get(path("Secret", t.namespace, tls.secret_name)) is not None
+    observed = Observed(url=t.url, token_present=token_present,
                         deployment=applied.get("Deployment"), pods=pods,
                         pvc=applied.get("PersistentVolumeClaim"),
-                        ingress_wanted=t.section("ingress").get("enabled") is not False,
+                        ingress_wanted=t.ingress.wanted,
                         ingress=ing, ingress_class_exists=class_exists,
                         tls_secret_exists=tls_exists, apply_errors=apply_errors)
     previous_until = state.previous_valid_until if state and state.previous else None
     status: dict = {
-        "observedGeneration": generation,
-        "tokenSecretRef": token_ref,
-        "conditions": conditions(observed, paused=paused, previous_valid_until=previous_until,
-                                 generation=generation, previous=old_status.get("conditions"),
+        "observedGeneration": t.generation,
+        "tokenSecretRef": {"name": t.token.secret_name, "key": t.token.key},
+        "conditions": conditions(observed, paused=t.paused, previous_valid_until=previous_until,
+                                 generation=t.generation, previous=old_status.get("conditions"),
                                  now=now),
     }
-    if url:
-        status["url"] = url
+    if t.url:
+        status["url"] = t.url
     if state:
         status["token"] = {k: v for k, v in (
             ("issuedAt", fmt(state.issued_at)), ("rotatedAt", fmt(state.rotated_at)),
             ("previousValidUntil", fmt(previous_until))) if v}
-    if paused and old_status.get("conditions"):
-        was = {c["type"]: c["status"] for c in old_status["conditions"]}
-        if was.get("Paused") != "True":
-            await emit(body, Event("Paused", "Reconciliation of this tenant's children is paused"))
-    elif not paused and {c["type"]: c["status"] for c in old_status.get("conditions") or []
-                         }.get("Paused") == "True":
+    was_paused = {c["type"]: c["status"] for c in old_status.get("conditions") or []
+                  }.get("Paused") == "True"
+    if t.paused and old_status.get("conditions") and not was_paused:
+        await emit(body, Event("Paused", "Reconciliation of this tenant's children is paused"))
+    elif not t.paused and was_paused:
         await emit(body, Event("Resumed", "Reconciliation of this tenant's children resumed"))
     comparable = {k: v for k, v in old_status.items() if k in status}
     if comparable != status or set(old_status) - set(status) - {"kopf"}:
@@ -200,7 +176,7 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
         log.info("status written", extra={"tenant": f"{t.namespace}/{t.name}",
                                           "ready": status["conditions"][0]["status"],
                                           "reason": status["conditions"][0]["reason"]})
-    log.debug("reconciled", extra={"tenant": f"{t.namespace}/{t.name}", "paused": paused})
+    log.debug("reconciled", extra={"tenant": f"{t.namespace}/{t.name}", "paused": t.paused})
     return status
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from .keys import PAUSED_ANNOTATION
 from .tokens import fmt
 
 FAILING_WAIT_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName",
@@ -136,7 +137,7 @@ def conditions(o: Observed, *, paused: bool, previous_valid_until: datetime | No
         rotation = _cond("TokenRotationPending", True, "PreviousTokenValid",
                          f"The previous token stays valid until {fmt(previous_valid_until)}")
     pause = _cond("Paused", paused, "Paused" if paused else "Reconciling",
-                  "Changes to children are paused by the scim.sevenlakes.com/paused annotation"
+                  f"Changes to children are paused by the {PAUSED_ANNOTATION} annotation"
                   if paused else "The operator reconciles this tenant")
 
     old = {c["type"]: c for c in previous or []}

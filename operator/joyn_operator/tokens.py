@@ -13,13 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from . import GROUP
-
-ROTATE_ANNOTATION = f"{GROUP}/rotate-token"
-ISSUED_AT = f"{GROUP}/issued-at"
-ROTATED_AT = f"{GROUP}/rotated-at"
-PREVIOUS_VALID_UNTIL = f"{GROUP}/previous-valid-until"
-ROTATION_ID = f"{GROUP}/rotation-id"  # the rotate-token value last acted on
+from .keys import (
+    ISSUED_AT,
+    PREVIOUS_TOKEN_KEY,
+    PREVIOUS_VALID_UNTIL,
+    ROTATED_AT,
+    ROTATION_ID,
+    TOKEN_KEY,
+)
 
 
 def new_token() -> str:
@@ -72,10 +73,10 @@ class TokenState:
     def from_secret(cls, data: dict[str, str], annotations: dict[str, str],
                     now: datetime) -> TokenState | None:
         """From the decoded Secret data and its annotations; None if it holds no token."""
-        current = (data.get("token") or "").strip()
+        current = (data.get(TOKEN_KEY) or "").strip()
         if not current:
             return None
-        return cls(current=current, previous=(data.get("previous-token") or "").strip() or None,
+        return cls(current=current, previous=(data.get(PREVIOUS_TOKEN_KEY) or "").strip() or None,
                    issued_at=parse_time(annotations.get(ISSUED_AT)) or now,
                    rotated_at=parse_time(annotations.get(ROTATED_AT)),
                    previous_valid_until=parse_time(annotations.get(PREVIOUS_VALID_UNTIL)),

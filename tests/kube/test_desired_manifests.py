@@ -1,5 +1,6 @@
 """The operator's desired-state manifests are valid Kubernetes objects: the real API server
-accepts each of them (server-side dry run), for representative tenant specs."""
+accepts each of them (server-side dry run), for representative tenant specs, and keeps
+hostile strings in the free-text fields exactly as the tenant set them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import secrets
 
 import pytest
 from joyn_operator.config import OperatorConfig
-from joyn_operator.desired import Tenant, children, token_secret
+from joyn_operator.desired import children, token_secret
+from joyn_operator.tenant import resolve
+
+# Quotes, line breaks, template and YAML syntax: values annotations may hold.
+HOSTILE = "'\"\n- a: {{ t.name }}\n#{% raw %}&x *x !!str |\n--- \\u0041 \U0001F600\u2028"
 
 PATHS = {"PersistentVolumeClaim": "/api/v1/namespaces/{ns}/persistentvolumeclaims",
          "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
@@ -33,6 +38,8 @@ SPECS = {
         "networkPolicy": {"ingressNamespace": "traefik"}},
     "byo-token": {"token": {"existingSecretRef": {"name": "vault", "key": "t"}},
                   "ingress": {"enabled": False}},
+    "hostile": {"ingress": {"annotations": {"example.com/note": HOSTILE}},
+                "server": {"podAnnotations": {"example.com/note": HOSTILE}}},
 }
 
 
@@ -40,12 +47,20 @@ SPECS = {
 def test_children_pass_api_server_validation(kube, case):
     ns = f"dry-{secrets.token_hex(4)}"
     assert kube.create("/api/v1/namespaces", {"metadata": {"name": ns}}).status_code == 201
-    t = Tenant("acme", ns, "8c0e1a8e-0b4e-4f8e-9b1e-0a6f0e2f7a11",
-               {"displayName": "Acme", **SPECS[case]})
     cfg = OperatorConfig(domain="scim.example.com", ingress_class="nginx",
-                         tls_issuer={"name": "default-issuer"})
-    objects = [*children(t, cfg), token_secret(t, cfg, secrets.token_urlsafe(32), None, {})]
+                         tls_issuer={"name": "default-issuer", "kind": "ClusterIssuer",
+                                     "group": "cert-manager.io"})
+    t = resolve({"metadata": {"name": "acme", "namespace": ns,
+                              "uid": "8c0e1a8e-0b4e-4f8e-9b1e-0a6f0e2f7a11"},
+                 "spec": {"displayName": "Acme", **SPECS[case]}}, cfg)
+    objects = [*children(t), token_secret(t, secrets.token_urlsafe(32), None, {})]
+    answers = {}
     for obj in objects:
         r = kube.http.post(PATHS[obj["kind"]].format(ns=ns), json=obj,
                            params={"dryRun": "All", "fieldValidation": "Strict"})
         assert r.status_code == 201, f"{obj['kind']}: {r.text}"
+        answers[obj["kind"]] = r.json()
+    if case == "hostile":
+        assert answers["Ingress"]["metadata"]["annotations"]["example.com/note"] == HOSTILE
+        pod = answers["Deployment"]["spec"]["template"]["metadata"]
+        assert pod["annotations"] == {"example.com/note": HOSTILE}

@@ -1,172 +1,282 @@
-"""Desired-state builders (joyn_operator.desired), as pure functions, for representative specs."""
+"""The children's manifests (joyn_operator.desired and its templates), from resolved tenants:
+their shape for representative specs, and that no string a tenant or the operator's settings
+carry can change their structure."""
 
 import base64
+import re
+from functools import cache
+from importlib import resources
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from joyn_operator.config import OperatorConfig
-from joyn_operator.desired import (
-    Tenant,
-    children,
-    deployment,
-    ingress,
-    labels,
-    network_policy,
-    persistent_volume_claim,
-    service,
-    tenant_url,
-    token_secret,
-)
+from joyn_operator.desired import children, tojson, token_secret
+from joyn_operator.tenant import resolve
 
 CFG = OperatorConfig(server_image="registry.example/joyn-scim:1.2.3", domain="scim.example.com",
                      ingress_class="nginx", ingress_namespace="ingress-nginx")
-DEFAULTS = {"ingress": {"enabled": True, "path": "/scim/v2"},
-            "token": {"previousTokenValidFor": "72h"},
-            "storage": {"size": "1Gi", "deletionPolicy": "Retain"},
-            "server": {"logLevel": "info"}, "networkPolicy": {"enabled": True}}
 
 
-def tenant(**spec) -> Tenant:
-    merged = {k: {**v, **spec.pop(k, {})} for k, v in DEFAULTS.items()}
-    return Tenant("acme", "customers", "uid-1", {"displayName": "Acme", **merged, **spec})
+def body(**spec) -> dict:
+    return {"metadata": {"name": "acme", "namespace": "customers", "uid": "uid-1"},
+            "spec": {"displayName": "Acme", **spec}}
+
+
+def kinds(t) -> dict:
+    return {c["kind"]: c for c in children(t)}
 
 
 def owner_uids(obj):
     return [o["uid"] for o in obj["metadata"].get("ownerReferences", [])]
 
 
-def test_url_from_operator_domain_and_explicit_host():
-    assert tenant_url(tenant(), CFG) == "https://acme.scim.example.com/scim/v2"
-    t = tenant(ingress={"host": "sso.acme.com", "path": "/acme/scim/v2"})
-    assert tenant_url(t, CFG) == "https://sso.acme.com/acme/scim/v2"
-    assert tenant_url(tenant(), OperatorConfig()) is None  # no host, no domain
-    http = OperatorConfig(domain="test.local", url_scheme="http")
-    assert tenant_url(tenant(), http) == "http://acme.test.local/scim/v2"
-
-
-def test_every_child_has_standard_labels_and_no_tenant_labels():
-    for child in children(tenant(), CFG):
-        assert child["metadata"]["labels"] == labels(tenant()) or \
-            child["kind"] == "Ingress"
+def test_children_in_apply_order_with_standard_labels():
+    t = resolve(body(), CFG)
+    assert [c["kind"] for c in children(t)] == [
+        "PersistentVolumeClaim", "Deployment", "Service", "Ingress", "NetworkPolicy"]
+    for child in children(t):
+        assert child["metadata"]["labels"] == t.labels
         assert child["metadata"]["namespace"] == "customers"
-        assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == \
-            "joyn-scim-operator"
+    assert t.labels["app.kubernetes.io/managed-by"] == "joyn-scim-operator"
 
 
 def test_deployment_runs_the_server_hardened():
-    d = deployment(tenant(server={"logLevel": "debug", "nodeSelector": {"pool": "a"},
-                                  "podAnnotations": {"x": "y"}}), CFG)
-    spec = d["spec"]
+    t = resolve(body(server={"logLevel": "debug", "nodeSelector": {"pool": "a"},
+                             "podAnnotations": {"x": "y"}}), CFG)
+    spec = kinds(t)["Deployment"]["spec"]
     assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    assert spec["selector"]["matchLabels"] == t.selector
     pod = spec["template"]["spec"]
     c = pod["containers"][0]
     assert c["image"] == "registry.example/joyn-scim:1.2.3" and c["args"] == ["serve"]
     env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["JOYN_SCIM_PORT"] == "8080" and c["ports"][0]["containerPort"] == 8080
     assert env["JOYN_SCIM_BASE_PATH"] == "/scim/v2"
     assert env["JOYN_SCIM_PUBLIC_URL"] == "https://acme.scim.example.com/scim/v2"
     assert env["JOYN_SCIM_TOKEN_FILES"].split(",") == [
         "/var/run/joyn-scim/token/token", "/var/run/joyn-scim/token/previous-token"]
     assert env["JOYN_SCIM_LOG_LEVEL"] == "debug"
-    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["resources"]["requests"] == {"cpu": "50m", "memory": "64Mi"}
     sc = c["securityContext"]
     assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["nodeSelector"] == {"pool": "a"}
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["nodeSelector"] == {"pool": "a"} and "tolerations" not in pod
     assert spec["template"]["metadata"]["annotations"] == {"x": "y"}
-    assert owner_uids(d) == ["uid-1"]
+    assert owner_uids(kinds(t)["Deployment"]) == ["uid-1"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "acme-scim-data"
-    assert volumes["token"]["secret"]["secretName"] == "acme-scim-token"
-    # every key, so that a Secret without previous-token still mounts (no `items`)
-    assert "items" not in volumes["token"]["secret"]
-
-
-def test_spec_image_overrides_the_operator_image():
-    d = deployment(tenant(server={"image": "mine:2"}), CFG)
-    assert d["spec"]["template"]["spec"]["containers"][0]["image"] == "mine:2"
+    # every key, so that a Secret without previous-token still mounts (no `items`); 0440
+    assert volumes["token"]["secret"] == {"secretName": "acme-scim-token", "optional": False,
+                                          "defaultMode": 0o440}
+    assert "JOYN_SCIM_PUBLIC_URL" not in {
+        e["name"] for e in kinds(resolve(body(), OperatorConfig()))["Deployment"]["spec"][
+            "template"]["spec"]["containers"][0]["env"]}
 
 
 def test_bring_your_own_token_mounts_that_secret_only():
-    d = deployment(tenant(token={"existingSecretRef": {"name": "vault-token", "key": "t"}}), CFG)
-    vol = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}["token"]
-    assert vol["secret"] == {"secretName": "vault-token", "items": [{"key": "t",
-                                                                    "path": "token"}]}
+    t = resolve(body(token={"existingSecretRef": {"name": "vault-token", "key": "t"}}), CFG)
+    vol = {v["name"]: v for v in kinds(t)["Deployment"]["spec"]["template"]["spec"]["volumes"]}
+    assert vol["token"]["secret"] == {"secretName": "vault-token",
+                                      "items": [{"key": "t", "path": "token"}]}
 
 
-def test_ingress_with_issuer_host_path_and_merged_annotations():
+def test_ingress_with_issuer_host_path_annotations_and_labels():
     cfg = OperatorConfig(domain="scim.example.com", ingress_class="nginx",
-                         ingress_annotations={"a": "default", "b": "default"})
-    t = tenant(ingress={"annotations": {"b": "tenant"}, "labels": {"team": "x"},
-                        "tls": {"issuerRef": {"name": "le", "kind": "ClusterIssuer"}}})
-    ing = ingress(t, cfg)
-    assert ing["metadata"]["annotations"] == {"a": "default", "b": "tenant",
+                         ingress_annotations={"a": "default"})
+    t = resolve(body(ingress={"labels": {"team": "x"}, "tls": {"issuerRef": {"name": "le"}}}),
+                cfg)
+    ing = kinds(t)["Ingress"]
+    assert ing["metadata"]["annotations"] == {"a": "default",
                                               "cert-manager.io/cluster-issuer": "le"}
-    assert ing["metadata"]["labels"]["team"] == "x"
+    assert ing["metadata"]["labels"] == {"team": "x", **t.labels}
     assert ing["spec"]["ingressClassName"] == "nginx"
     rule = ing["spec"]["rules"][0]
     assert rule["host"] == "acme.scim.example.com"
-    assert rule["http"]["paths"][0]["path"] == "/scim/v2"
+    assert rule["http"]["paths"] == [{"path": "/scim/v2", "pathType": "Prefix", "backend": {
+        "service": {"name": "acme-scim", "port": {"name": "http"}}}}]
     assert ing["spec"]["tls"] == [{"hosts": ["acme.scim.example.com"], "secretName": "acme-tls"}]
 
 
-def test_ingress_with_own_tls_secret_and_disabled_ingress():
-    ing = ingress(tenant(ingress={"tls": {"secretName": "wild"}}), CFG)
-    assert ing["spec"]["tls"][0]["secretName"] == "wild"
+def test_ingress_optional_parts_and_its_absence():
+    ing = kinds(resolve(body(), OperatorConfig(domain="test.local", url_scheme="http")))["Ingress"]
+    assert "tls" not in ing["spec"] and "ingressClassName" not in ing["spec"]
     assert "annotations" not in ing["metadata"]
-    t = tenant(ingress={"enabled": False})
-    assert ingress(t, CFG) is None
-    assert tenant_url(t, CFG) == "https://acme.scim.example.com/scim/v2"  # still shown
-
-
-def test_plain_http_when_no_tls_anywhere():
-    cfg = OperatorConfig(domain="test.local", url_scheme="http")
-    assert "tls" not in ingress(tenant(), cfg)["spec"]
+    assert "Ingress" not in kinds(resolve(body(ingress={"enabled": False}), CFG))
+    assert "Ingress" not in kinds(resolve(body(), OperatorConfig()))
 
 
 @pytest.mark.parametrize("policy,owned", [("Retain", False), ("Delete", True)])
 def test_deletion_policy_decides_ownership_of_volume_and_secret(policy, owned):
-    t = tenant(storage={"deletionPolicy": policy})
-    assert bool(owner_uids(persistent_volume_claim(t))) is owned
-    assert bool(owner_uids(token_secret(t, CFG, "cur", None, {}))) is owned
-    assert owner_uids(service(t)) == ["uid-1"]  # the rest is always owned
+    t = resolve(body(storage={"deletionPolicy": policy}), CFG)
+    assert bool(owner_uids(kinds(t)["PersistentVolumeClaim"])) is owned
+    assert bool(owner_uids(token_secret(t, "cur", None, {}))) is owned
+    assert owner_uids(kinds(t)["Service"]) == ["uid-1"]  # the rest is always owned
 
 
 def test_token_secret_holds_current_previous_and_url():
-    s = token_secret(tenant(), CFG, "cur", "old", {"scim.sevenlakes.com/issued-at": "t"})
+    t = resolve(body(), CFG)
+    s = token_secret(t, "cur", "old", {"scim.sevenlakes.com/issued-at": "t"})
     decoded = {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
     assert decoded == {"token": "cur", "previous-token": "old",
                        "url": "https://acme.scim.example.com/scim/v2"}
     assert s["metadata"]["annotations"] == {"scim.sevenlakes.com/issued-at": "t"}
-    assert "previous-token" not in token_secret(tenant(), CFG, "cur", None, {})["data"]
+    assert s["type"] == "Opaque" and "stringData" not in s
+    assert "previous-token" not in token_secret(t, "cur", None, {})["data"]
 
 
 def test_pvc_size_and_class():
-    pvc = persistent_volume_claim(tenant(storage={"size": "5Gi", "storageClassName": "fast"}))
+    pvc = kinds(resolve(body(storage={"size": "5Gi", "storageClassName": "fast"}), CFG))[
+        "PersistentVolumeClaim"]
     assert pvc["spec"] == {"accessModes": ["ReadWriteOnce"], "storageClassName": "fast",
                            "resources": {"requests": {"storage": "5Gi"}}}
 
 
-def test_network_policy_admits_only_the_ingress_namespace():
-    np = network_policy(tenant(), CFG)
-    frm = np["spec"]["ingress"][0]["from"]
-    assert frm == [{"namespaceSelector": {"matchLabels": {
-        "kubernetes.io/metadata.name": "ingress-nginx"}}}]
-    custom = network_policy(tenant(networkPolicy={"ingressNamespace": "traefik"}), CFG)
-    assert custom["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"] == {
-        "kubernetes.io/metadata.name": "traefik"}
-    assert network_policy(tenant(networkPolicy={"enabled": False}), CFG) is None
+def test_network_policy_admits_only_the_resolved_namespaces():
+    cfg = OperatorConfig(ingress_namespace="ingress-nginx", monitoring_namespace="monitoring")
+    np = kinds(resolve(body(), cfg))["NetworkPolicy"]
+    assert np["spec"]["podSelector"] == {"matchLabels": resolve(body(), cfg).selector}
+    assert np["spec"]["ingress"] == [{"from": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        "ports": [{"port": 8080, "protocol": "TCP"}]}]
+    assert "NetworkPolicy" not in kinds(resolve(body(networkPolicy={"enabled": False}), cfg))
 
 
-def test_config_from_env():
-    cfg = OperatorConfig.from_env({
-        "JOYN_OPERATOR_SERVER_IMAGE": "img:1", "JOYN_OPERATOR_DOMAIN": "d.example",
-        "JOYN_OPERATOR_TLS_ISSUER": "le", "JOYN_OPERATOR_INGRESS_ANNOTATIONS": "a=1, b=2",
-        "JOYN_OPERATOR_WATCH_NAMESPACES": "one, two"})
-    assert cfg.server_image == "img:1" and cfg.domain == "d.example"
-    assert cfg.tls_issuer == {"name": "le", "kind": "ClusterIssuer", "group": "cert-manager.io"}
-    assert cfg.ingress_annotations == {"a": "1", "b": "2"}
-    assert cfg.watch_namespaces == ("one", "two")
-    assert OperatorConfig.from_env({}) == OperatorConfig()
+# --- every value through tojson, and no value can change a manifest's structure -------------
+
+TEMPLATES = resources.files("joyn_operator") / "templates"
+
+
+def test_every_template_expression_goes_through_tojson():
+    names = [p.name for p in TEMPLATES.iterdir() if p.name.endswith(".yaml")]
+    assert "deployment.yaml" in names
+    for name in names:
+        for expr in re.findall(r"{{(.*?)}}", (TEMPLATES / name).read_text(), re.S):
+            assert re.search(r"\|\s*tojson\s*$", expr) or \
+                re.fullmatch(r"\s*metadata\(.*\)\s*", expr), f"{name}: {{{{{expr}}}}}"
+
+
+# Quotes, line breaks YAML knows (\n, NEL, LS), template syntax, YAML indicators, anchors and
+# tags, document markers, what YAML 1.1 reads as other types, characters YAML cannot hold raw,
+# a BOM and an astral character. (Not a lone surrogate: the API server's JSON cannot carry one,
+# and a Secret's bytes are UTF-8; tojson's own test covers it.)
+HOSTILE = ['"', "'", "\n", "\r\n", "\x85", "\u2028", "\t", "a: b", "- x", "{{ t.name }}",
+           "{% if true %}", "{#", "#", "&a", "*a", "!!python/object:os.system", "|", ">", "%",
+           "---", "...", "\\", "\\u0041", "\x00", "\x7f", "\ufeff", "\U0001F600",
+           "null", "~", "yes", "0440", "1e3", "[", "]", "{", "}", ",", "?", "@", "`", " "]
+USED = 1000  # markers user_set may hand out; 900.. go to the token Secret
+
+
+def user_set(v) -> tuple[list[dict], list[OperatorConfig]]:
+    """Tenants and operator settings in which every string a user sets is v(i), i distinct."""
+    count = iter(range(USED))
+
+    def s() -> str:
+        return v(next(count))
+
+    def meta() -> dict:
+        return {"name": s(), "namespace": s(), "uid": s(), "annotations": {
+            "scim.sevenlakes.com/rotate-token": s()}}
+
+    server = {"image": s(), "logLevel": s(), "resources": {"requests": {s(): s()}},
+              "nodeSelector": {s(): s()}, "podAnnotations": {s(): s()},
+              "tolerations": [{"key": s(), "operator": s(), "value": s(), "effect": s()}],
+              "affinity": {s(): {s(): [s()]}}}
+    everything = {"metadata": meta(), "spec": {
+        "displayName": s(), "server": server,
+        "ingress": {"host": s(), "path": s(), "className": s(), "annotations": {s(): s()},
+                    "labels": {s(): s()},
+                    "tls": {"issuerRef": {"name": s(), "kind": s(), "group": s()}}},
+        "storage": {"size": s(), "storageClassName": s(), "deletionPolicy": "Delete"},
+        "networkPolicy": {"ingressNamespace": s()}}}
+    byo = {"metadata": meta(), "spec": {
+        "displayName": s(), "token": {"existingSecretRef": {"name": s(), "key": s()}},
+        "ingress": {"tls": {"secretName": s()}}}}
+    defaults = {"metadata": meta(), "spec": {"displayName": s()}}
+    cfgs = [OperatorConfig(server_image=s(), domain=s(), ingress_class=s(),
+                           ingress_annotations={s(): s()}, ingress_namespace=s(),
+                           monitoring_namespace=s(),
+                           tls_issuer={"name": s(), "kind": s(), "group": s()}),
+            OperatorConfig(domain=s(), url_scheme="http")]
+    return [everything, byo, defaults], cfgs
+
+
+def manifests(bodies: list[dict], cfgs: list[OperatorConfig], v) -> list[dict]:
+    out = []
+    for cfg in cfgs:
+        for b in bodies:
+            t = resolve(b, cfg)
+            secret = token_secret(t, v(900), v(901), {v(902): v(903)})
+            secret["data"] = {k: base64.b64decode(x).decode() for k, x in secret["data"].items()}
+            out += [*children(t), secret]
+    return out
+
+
+def substitute(obj, pairs: list[tuple[str, str]]):
+    if isinstance(obj, dict):
+        return {substitute(k, pairs): substitute(x, pairs) for k, x in obj.items()}
+    if isinstance(obj, list):
+        return [substitute(x, pairs) for x in obj]
+    if isinstance(obj, str):
+        for hostile, marker in pairs:
+            obj = obj.replace(hostile, marker)
+    return obj
+
+
+def marker(i: int) -> str:
+    return f"m{i:03d}m"
+
+
+@cache
+def plain_manifests() -> list[dict]:
+    return manifests(*user_set(marker), marker)
+
+
+def assert_structure_holds(hostile: str) -> None:
+    used: list[int] = []
+
+    def h(i: int) -> str:
+        used.append(i)
+        return f"<{i:03d}>{hostile}</{i:03d}>"
+
+    got = manifests(*user_set(h), h)
+    # Back from hostile to plain markers, the manifests must be the plain ones: every hostile
+    # value landed whole where its marker did, and nothing around it changed.
+    assert substitute(got, [(h(i), marker(i)) for i in sorted(set(used))]) == plain_manifests()
+
+
+@pytest.mark.parametrize("hostile", [*HOSTILE, "".join(HOSTILE)], ids=repr)
+def test_hostile_strings_cannot_change_a_manifests_structure(hostile):
+    assert_structure_holds(hostile)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=30))
+def test_any_string_cannot_change_a_manifests_structure(hostile):
+    assert_structure_holds(hostile)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values | st.sampled_from(HOSTILE))
+def test_tojson_is_read_back_by_yaml_as_the_same_value(value):
+    assert yaml.safe_load(f"key: {tojson(value)}\n") == {"key": value}
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    assert yaml.load(f"- {tojson(value)}\n", Loader=loader) == [value]
+
+
+def test_a_lone_surrogate_becomes_the_replacement_character():
+    text = "k: " + tojson({"a\ud800": "b\udfffc"})
+    assert yaml.load(text, Loader=yaml.CSafeLoader) == {"k": {"a\ufffd": "b\ufffdc"}}

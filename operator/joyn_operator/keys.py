@@ -1,0 +1,41 @@
+"""The names other tools and people see: label keys and values, annotations, Secret keys.
+
+Defined once here; the chart's alerts, the README and the tests use the same strings.
+"""
+
+from __future__ import annotations
+
+from . import GROUP
+
+# Labels on every child (the tenant's own labels are never copied: GitOps tools would think
+# they own the children). SELECTOR_LABELS select a tenant's pods; they never change, since a
+# Deployment's selector is immutable.
+NAME_LABEL = "app.kubernetes.io/name"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+APP_NAME = "joyn-scim"
+SERVER_COMPONENT = "scim-server"
+MANAGED_BY = "joyn-scim-operator"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on namespaces
+
+# Annotations a person sets on a tenant.
+PAUSED_ANNOTATION = f"{GROUP}/paused"  # "true": leave the children alone
+ROTATE_ANNOTATION = f"{GROUP}/rotate-token"  # a new value: rotate the token once
+
+# Annotations the operator keeps on the token Secret: the token's lifecycle state.
+ISSUED_AT = f"{GROUP}/issued-at"
+ROTATED_AT = f"{GROUP}/rotated-at"
+PREVIOUS_VALID_UNTIL = f"{GROUP}/previous-valid-until"
+ROTATION_ID = f"{GROUP}/rotation-id"  # the rotate-token value last acted on
+
+# Keys of the generated token Secret.
+TOKEN_KEY = "token"  # noqa: S105 - a key name
+PREVIOUS_TOKEN_KEY = "previous-token"  # noqa: S105 - a key name
+URL_KEY = "url"
+
+# cert-manager's ingress-shim annotations.
+CLUSTER_ISSUER_ANNOTATION = "cert-manager.io/cluster-issuer"
+ISSUER_ANNOTATION = "cert-manager.io/issuer"
+ISSUER_KIND_ANNOTATION = "cert-manager.io/issuer-kind"
+ISSUER_GROUP_ANNOTATION = "cert-manager.io/issuer-group"

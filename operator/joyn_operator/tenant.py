@@ -1,0 +1,230 @@
+"""A tenant resolved: its spec plus the operator's defaults, computed once per reconcile.
+
+Every name, the host, the Tenant URL, TLS, retention and the server's settings are decided
+here and nowhere else; the manifest templates (templates/, rendered by desired.py) only place
+these values, and the reconcile and status code read them from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from . import GROUP, KIND, VERSION
+from .config import OperatorConfig
+from .defaults import SERVER_RESOURCES, spec_value
+from .keys import (
+    APP_NAME,
+    CLUSTER_ISSUER_ANNOTATION,
+    COMPONENT_LABEL,
+    INSTANCE_LABEL,
+    ISSUER_ANNOTATION,
+    ISSUER_GROUP_ANNOTATION,
+    ISSUER_KIND_ANNOTATION,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    NAME_LABEL,
+    PAUSED_ANNOTATION,
+    ROTATE_ANNOTATION,
+    SERVER_COMPONENT,
+    TOKEN_KEY,
+)
+from .tokens import parse_duration
+
+
+@dataclass(frozen=True)
+class Names:
+    """The children's names, all derived from the tenant's."""
+
+    deployment: str
+    service: str
+    ingress: str
+    network_policy: str
+    pvc: str
+    secret: str
+    tls: str
+
+    @classmethod
+    def of(cls, tenant: str) -> Names:
+        base = f"{tenant}-scim"
+        return cls(deployment=base, service=base, ingress=base, network_policy=base,
+                   pvc=f"{base}-data", secret=f"{base}-token", tls=f"{tenant}-tls")
+
+    def of_kind(self, kind: str) -> str:
+        return {"Deployment": self.deployment, "Service": self.service, "Ingress": self.ingress,
+                "NetworkPolicy": self.network_policy, "PersistentVolumeClaim": self.pvc,
+                "Secret": self.secret}[kind]
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """A cert-manager issuer."""
+
+    name: str
+    kind: str
+    group: str
+
+    def annotations(self) -> dict[str, str]:
+        """What cert-manager's ingress-shim reads from the Ingress to issue its certificate."""
+        key = CLUSTER_ISSUER_ANNOTATION if self.kind == "ClusterIssuer" else ISSUER_ANNOTATION
+        out = {key: self.name}
+        if self.group != "cert-manager.io":  # an external issuer (e.g. step-issuer)
+            out[ISSUER_GROUP_ANNOTATION] = self.group
+            out[ISSUER_KIND_ANNOTATION] = self.kind
+        return out
+
+
+@dataclass(frozen=True)
+class TLS:
+    secret_name: str
+    issuer: Issuer | None  # None: the Secret is the user's own (spec.ingress.tls.secretName)
+
+
+@dataclass(frozen=True)
+class Ingress:
+    wanted: bool  # spec.ingress.enabled
+    host: str | None  # None when neither spec.ingress.host nor the operator's domain is set
+    path: str
+    class_name: str | None
+    annotations: dict[str, str]  # the operator's, then the tenant's, then cert-manager's
+    labels: dict[str, str]  # the tenant's extra labels, under the standard ones
+    tls: TLS | None
+
+    @property
+    def managed(self) -> bool:
+        """Whether the operator creates an Ingress (it needs a host for the rule)."""
+        return self.wanted and self.host is not None
+
+
+@dataclass(frozen=True)
+class Storage:
+    size: str
+    class_name: str | None
+    retained: bool  # deletionPolicy Retain: the claim and token Secret outlive the tenant
+
+
+@dataclass(frozen=True)
+class Server:
+    image: str
+    log_level: str
+    resources: dict
+    node_selector: dict | None
+    tolerations: list | None
+    affinity: dict | None
+    pod_annotations: dict | None
+
+
+@dataclass(frozen=True)
+class Token:
+    secret_name: str  # where the current token is: ours, or the user's own Secret
+    key: str
+    own: bool  # False: spec.token.existingSecretRef, which the operator only reads
+    previous_valid_for: timedelta
+
+
+@dataclass(frozen=True)
+class ResolvedTenant:
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    paused: bool
+    rotate_request: str | None
+    names: Names
+    labels: dict[str, str]
+    selector: dict[str, str]
+    owner: dict  # the ownerReference every owned child carries
+    ingress: Ingress
+    url: str | None  # the Tenant URL to paste into Entra
+    storage: Storage
+    server: Server
+    token: Token
+    admitted_namespaces: tuple[str, ...]  # by the NetworkPolicy; empty: no NetworkPolicy
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.namespace, self.name
+
+    @property
+    def pod_selector(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.selector.items())
+
+
+def selector_labels(tenant: str) -> dict[str, str]:
+    return {NAME_LABEL: APP_NAME, INSTANCE_LABEL: tenant}
+
+
+def resolve(body: dict, cfg: OperatorConfig) -> ResolvedTenant:
+    """The JoynScimTenant `body` with every default applied."""
+    meta = body["metadata"]
+    spec = body.get("spec") or {}
+    annotations = meta.get("annotations") or {}
+    name = meta["name"]
+    names = Names.of(name)
+    selector = selector_labels(name)
+    labels = {**selector, COMPONENT_LABEL: SERVER_COMPONENT, MANAGED_BY_LABEL: MANAGED_BY}
+    ingress = _ingress(spec, name, names, labels, cfg)
+    url = None
+    if ingress.host is not None:
+        scheme = "https" if ingress.tls else cfg.url_scheme
+        url = f"{scheme}://{ingress.host}{ingress.path}"
+    byo = spec_value(spec, "token.existingSecretRef")
+    admitted: tuple[str, ...] = ()
+    if spec_value(spec, "networkPolicy.enabled"):
+        admitted = (spec_value(spec, "networkPolicy.ingressNamespace") or cfg.ingress_namespace,)
+        if cfg.monitoring_namespace and cfg.monitoring_namespace not in admitted:
+            admitted += (cfg.monitoring_namespace,)
+    return ResolvedTenant(
+        name=name, namespace=meta["namespace"], uid=meta["uid"],
+        generation=meta.get("generation") or 0,
+        paused=annotations.get(PAUSED_ANNOTATION) == "true",
+        rotate_request=annotations.get(ROTATE_ANNOTATION),
+        names=names,
+        labels=labels,
+        selector=selector,
+        owner={"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": name,
+               "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True},
+        ingress=ingress,
+        url=url,
+        storage=Storage(size=str(spec_value(spec, "storage.size")),
+                        class_name=spec_value(spec, "storage.storageClassName"),
+                        retained=spec_value(spec, "storage.deletionPolicy") == "Retain"),
+        server=Server(image=spec_value(spec, "server.image") or cfg.server_image,
+                      log_level=spec_value(spec, "server.logLevel"),
+                      resources=spec_value(spec, "server.resources") or SERVER_RESOURCES,
+                      node_selector=spec_value(spec, "server.nodeSelector"),
+                      tolerations=spec_value(spec, "server.tolerations"),
+                      affinity=spec_value(spec, "server.affinity"),
+                      pod_annotations=spec_value(spec, "server.podAnnotations")),
+        token=Token(secret_name=byo["name"] if byo else names.secret,
+                    key=spec_value(spec, "token.existingSecretRef.key") if byo else TOKEN_KEY,
+                    own=not byo,
+                    previous_valid_for=parse_duration(
+                        spec_value(spec, "token.previousTokenValidFor"))),
+        admitted_namespaces=admitted,
+    )
+
+
+def _ingress(spec: dict, name: str, names: Names, labels: dict[str, str],
+             cfg: OperatorConfig) -> Ingress:
+    host = spec_value(spec, "ingress.host") or (f"{name}.{cfg.domain}" if cfg.domain else None)
+    tls = None
+    if spec_value(spec, "ingress.tls.enabled"):
+        own_secret = spec_value(spec, "ingress.tls.secretName")
+        if own_secret:
+            tls = TLS(secret_name=own_secret, issuer=None)
+        elif spec_value(spec, "ingress.tls.issuerRef"):
+            tls = TLS(names.tls, Issuer(spec_value(spec, "ingress.tls.issuerRef.name"),
+                                        spec_value(spec, "ingress.tls.issuerRef.kind"),
+                                        spec_value(spec, "ingress.tls.issuerRef.group")))
+        elif cfg.tls_issuer:
+            tls = TLS(names.tls, Issuer(**cfg.tls_issuer))
+    annotations = {**cfg.ingress_annotations, **(spec_value(spec, "ingress.annotations") or {})}
+    if tls and tls.issuer:
+        annotations.update(tls.issuer.annotations())
+    return Ingress(wanted=bool(spec_value(spec, "ingress.enabled")), host=host,
+                   path=spec_value(spec, "ingress.path"),
+                   class_name=spec_value(spec, "ingress.className") or cfg.ingress_class,
+                   annotations=annotations,
+                   labels={**(spec_value(spec, "ingress.labels") or {}), **labels},
+                   tls=tls)

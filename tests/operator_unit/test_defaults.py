@@ -1,0 +1,32 @@
+"""The spec's defaults (joyn_operator.defaults) are the CRD's, and nothing else."""
+
+from pathlib import Path
+
+import yaml
+from joyn_operator.defaults import SPEC_DEFAULTS, spec_value
+
+CRD = Path(__file__).parents[2] / "crds" / "joynscimtenants.scim.sevenlakes.com.yaml"
+
+
+def crd_scalar_defaults(schema: dict, prefix: str = "") -> dict:
+    out = {}
+    for name, prop in (schema.get("properties") or {}).items():
+        dotted = f"{prefix}{name}"
+        if "default" in prop and not isinstance(prop["default"], dict):
+            out[dotted] = prop["default"]
+        out.update(crd_scalar_defaults(prop, f"{dotted}."))
+    return out
+
+
+def test_python_defaults_are_exactly_the_crds():
+    crd = yaml.safe_load(CRD.read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert crd_scalar_defaults(spec) == SPEC_DEFAULTS
+
+
+def test_spec_value_prefers_the_spec_then_the_default():
+    assert spec_value({}, "ingress.path") == "/scim/v2"
+    assert spec_value({"ingress": {"path": "/x"}}, "ingress.path") == "/x"
+    assert spec_value({"ingress": {"enabled": False}}, "ingress.enabled") is False
+    assert spec_value({"ingress": None}, "ingress.tls.enabled") is True
+    assert spec_value({}, "ingress.host") is None

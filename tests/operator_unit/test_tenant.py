@@ -1,0 +1,128 @@
+"""Resolving a tenant (joyn_operator.tenant): spec plus the operator's defaults, decided once."""
+
+from datetime import timedelta
+
+import pytest
+from joyn_operator.config import OperatorConfig
+from joyn_operator.tenant import Issuer, resolve
+
+CFG = OperatorConfig(server_image="registry.example/joyn-scim:1.2.3", domain="scim.example.com",
+                     ingress_class="nginx", ingress_namespace="ingress-nginx")
+
+
+def body(**spec) -> dict:
+    return {"metadata": {"name": "acme", "namespace": "customers", "uid": "uid-1",
+                         "generation": 3, "annotations": spec.pop("annotations", {})},
+            "spec": {"displayName": "Acme", **spec}}
+
+
+def test_url_from_operator_domain_or_explicit_host_and_path():
+    assert resolve(body(), CFG).url == "https://acme.scim.example.com/scim/v2"
+    t = resolve(body(ingress={"host": "sso.acme.com", "path": "/acme/scim/v2"}), CFG)
+    assert t.url == "https://sso.acme.com/acme/scim/v2"
+    assert resolve(body(), OperatorConfig()).url is None  # no host, no domain
+    http = OperatorConfig(domain="test.local", url_scheme="http")
+    assert resolve(body(), http).url == "http://acme.test.local/scim/v2"
+    # TLS at the Ingress always means https, whatever the operator's scheme
+    tls_here = resolve(body(ingress={"tls": {"secretName": "wild"}}), http)
+    assert tls_here.url == "https://acme.test.local/scim/v2"
+
+
+def test_disabled_ingress_still_has_a_url_but_is_not_managed():
+    t = resolve(body(ingress={"enabled": False}), CFG)
+    assert t.url == "https://acme.scim.example.com/scim/v2" and not t.ingress.managed
+    assert not resolve(body(), OperatorConfig()).ingress.managed  # no host for the rule
+
+
+def test_tls_sources_in_order_of_precedence():
+    cfg = OperatorConfig(domain="d.example", tls_issuer={"name": "default", "kind": "ClusterIssuer",
+                                                         "group": "cert-manager.io"})
+    own = resolve(body(ingress={"tls": {"secretName": "wild"}}), cfg).ingress
+    assert own.tls.secret_name == "wild" and own.tls.issuer is None
+    spec_issuer = resolve(body(ingress={"tls": {"issuerRef": {"name": "le"}}}), cfg).ingress
+    assert spec_issuer.tls.issuer == Issuer("le", "ClusterIssuer", "cert-manager.io")
+    assert spec_issuer.tls.secret_name == "acme-tls"
+    default = resolve(body(), cfg).ingress.tls
+    assert default.issuer.name == "default"
+    assert resolve(body(ingress={"tls": {"enabled": False}}), cfg).ingress.tls is None
+    assert resolve(body(), OperatorConfig(domain="d.example")).ingress.tls is None
+
+
+@pytest.mark.parametrize("issuer,annotations", [
+    (Issuer("le", "ClusterIssuer", "cert-manager.io"), {"cert-manager.io/cluster-issuer": "le"}),
+    (Issuer("ns", "Issuer", "cert-manager.io"), {"cert-manager.io/issuer": "ns"}),
+    (Issuer("step", "StepIssuer", "certmanager.step.sm"), {
+        "cert-manager.io/issuer": "step", "cert-manager.io/issuer-kind": "StepIssuer",
+        "cert-manager.io/issuer-group": "certmanager.step.sm"}),
+])
+def test_issuer_annotations_for_cert_managers_ingress_shim(issuer, annotations):
+    assert issuer.annotations() == annotations
+
+
+def test_ingress_annotations_merge_operator_then_tenant_then_issuer():
+    cfg = OperatorConfig(domain="d.example", ingress_annotations={"a": "op", "b": "op"})
+    t = resolve(body(ingress={"annotations": {"b": "tenant"},
+                              "tls": {"issuerRef": {"name": "le"}}}), cfg)
+    assert t.ingress.annotations == {"a": "op", "b": "tenant",
+                                     "cert-manager.io/cluster-issuer": "le"}
+
+
+def test_standard_labels_win_over_the_tenants_ingress_labels():
+    t = resolve(body(ingress={"labels": {"team": "x", "app.kubernetes.io/instance": "evil"}}),
+                CFG)
+    assert t.ingress.labels == {**t.labels, "team": "x"}
+    assert t.labels["app.kubernetes.io/instance"] == "acme"
+
+
+def test_spec_values_over_operator_defaults():
+    t = resolve(body(server={"image": "mine:2", "logLevel": "debug"},
+                     ingress={"className": "traefik"},
+                     networkPolicy={"ingressNamespace": "traefik"}), CFG)
+    assert (t.server.image, t.server.log_level) == ("mine:2", "debug")
+    assert t.ingress.class_name == "traefik"
+    assert t.admitted_namespaces == ("traefik",)
+    d = resolve(body(), CFG)
+    assert (d.server.image, d.server.log_level) == ("registry.example/joyn-scim:1.2.3", "info")
+    assert d.server.resources == {"requests": {"cpu": "50m", "memory": "64Mi"},
+                                  "limits": {"memory": "256Mi"}}
+    assert d.ingress.class_name == "nginx" and d.ingress.path == "/scim/v2"
+    assert d.admitted_namespaces == ("ingress-nginx",)
+
+
+def test_monitoring_namespace_is_admitted_once_and_no_policy_admits_nothing():
+    cfg = OperatorConfig(ingress_namespace="ingress", monitoring_namespace="monitoring")
+    assert resolve(body(), cfg).admitted_namespaces == ("ingress", "monitoring")
+    same = OperatorConfig(ingress_namespace="shared", monitoring_namespace="shared")
+    assert resolve(body(), same).admitted_namespaces == ("shared",)
+    assert resolve(body(networkPolicy={"enabled": False}), cfg).admitted_namespaces == ()
+
+
+@pytest.mark.parametrize("policy,retained", [("Retain", True), ("Delete", False), (None, True)])
+def test_deletion_policy(policy, retained):
+    spec = {"storage": {"deletionPolicy": policy}} if policy else {}
+    assert resolve(body(**spec), CFG).storage.retained is retained
+
+
+def test_own_token_and_bring_your_own():
+    own = resolve(body(), CFG).token
+    assert (own.secret_name, own.key, own.own) == ("acme-scim-token", "token", True)
+    assert own.previous_valid_for == timedelta(hours=72)
+    byo = resolve(body(token={"existingSecretRef": {"name": "vault"},
+                              "previousTokenValidFor": "1h30m"}), CFG).token
+    assert (byo.secret_name, byo.key, byo.own) == ("vault", "token", False)
+    assert byo.previous_valid_for == timedelta(hours=1, minutes=30)
+
+
+def test_annotations_a_person_sets():
+    t = resolve(body(annotations={"scim.sevenlakes.com/paused": "true",
+                                  "scim.sevenlakes.com/rotate-token": "r1"}), CFG)
+    assert t.paused and t.rotate_request == "r1"
+    assert not resolve(body(annotations={"scim.sevenlakes.com/paused": "yes"}), CFG).paused
+
+
+def test_names_and_selector():
+    t = resolve(body(), CFG)
+    assert (t.names.deployment, t.names.pvc, t.names.secret, t.names.tls) == (
+        "acme-scim", "acme-scim-data", "acme-scim-token", "acme-tls")
+    assert t.pod_selector == "app.kubernetes.io/name=joyn-scim,app.kubernetes.io/instance=acme"
+    assert t.owner["uid"] == "uid-1" and t.generation == 3
