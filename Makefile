@@ -26,7 +26,8 @@ lint: $(STAMP)
 
 test: $(STAMP) lint kube-bins  ## the whole test suite: SCIM, conformance, Kubernetes on a real node
 	KUBE_BINS_DIR=$$(hack/kube/build.sh) TOOLS_BINS_DIR=$$(hack/tools/build.sh) \
-		NODE_BINS_DIR=$$(hack/node/build.sh) $(BIN)/pytest $(PYTEST_ARGS)
+		NODE_BINS_DIR=$$(hack/node/build.sh) MONITORING_BINS_DIR=$$(hack/monitoring/build.sh) \
+		$(BIN)/pytest $(PYTEST_ARGS)
 
 # The node's runtime and the image builder, from Debian's packages (as root); a no-op when
 # they are all there.
@@ -40,9 +41,10 @@ node-deps:  ## install containerd, runc, CNI plugins, buildah, debootstrap (apt-
 # Kubernetes and the node's tools from the Go module proxy (versions pinned in hack/kube,
 # hack/tools and hack/node), and the node's images (hack/node/images.sh), cached outside the
 # repository; a no-op when already built.
-kube-bins: node-deps  ## build or reuse the Kubernetes binaries, helm, kubeconform, kind, traefik, local-path-provisioner, crictl and the images
+kube-bins: node-deps  ## build or reuse the Kubernetes binaries, helm, kubeconform, kind, promtool, traefik, local-path-provisioner, crictl and the images
 	hack/kube/build.sh
 	hack/tools/build.sh
+	hack/monitoring/build.sh
 	hack/node/build.sh
 	hack/node/images.sh
 

@@ -21,6 +21,12 @@ class Metrics:
         self.resources = Gauge("scim_resources", "Stored resources, by type.", ["type"],
                                registry=self.registry)
         self._children: dict[tuple, tuple] = {}
+        # The 401 series exist from the start, at 0: Prometheus sees no increase in a series
+        # whose first sample is already 1, and the chart's stale-token alert counts the few
+        # 401s Entra sends before it quarantines the job.
+        for resource in ("Users", "Groups"):
+            for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+                self.requests.labels(method, resource, "401")
 
     def observe(self, method: str, resource: str, status: int, seconds: float) -> None:
         """Count one request. Label children are cached: `labels()` costs a lock and a tuple

@@ -24,6 +24,15 @@ def test_metrics_count_requests_by_method_resource_and_status(server, client):
     assert "does-not-exist" not in text  # no ids in labels
 
 
+def test_401_series_exist_before_the_first_401(server):
+    # Prometheus counts no increase in a series born at 1; the chart's stale-token alert needs
+    # the first 401s of a burst to count.
+    text = httpx.get(server.root + "/metrics").text
+    for method in ("GET", "POST", "PATCH", "DELETE"):
+        assert f'scim_requests_total{{method="{method}",resource="Groups",status="401"}} 0.0' \
+            in text
+
+
 def test_json_logs_carry_the_request_id(server, client):
     r = client.get("/Users?count=1", headers={"X-Request-Id": "trace-abc-123"})
     assert r.headers["x-request-id"] == "trace-abc-123"

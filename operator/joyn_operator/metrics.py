@@ -14,6 +14,7 @@ from scim_server import __version__
 from .tokens import parse_time
 
 RECONCILES = Counter("joyn_operator_reconciles", "Tenant reconciles, by result.", ["result"])
+RESULTS = ("success", "error")
 DURATION = Histogram("joyn_operator_reconcile_duration_seconds", "Time to reconcile a tenant.",
                      buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 TENANTS = Gauge("joyn_operator_tenants", "Tenants by their Ready condition.", ["ready"])
@@ -41,12 +42,16 @@ def serve(host: str, port: int) -> None:
     INFO.info({"version": __version__})
     for state in ("True", "False", "Unknown"):
         TENANTS.labels(state).set(0)
+    # Born at 0: Prometheus sees no increase in a series whose first sample is already 1, and
+    # the chart's reconcile-error alert would miss the first errors.
+    for result in RESULTS:
+        RECONCILES.labels(result)
     start_http_server(port, addr=host)
 
 
 def observe(key: tuple[str, str], status: dict, started: float, ok: bool) -> None:
     DURATION.observe(time.perf_counter() - started)
-    RECONCILES.labels("success" if ok else "error").inc()
+    RECONCILES.labels(RESULTS[0] if ok else RESULTS[1]).inc()
     if not ok:
         return
     if not status:  # the tenant is gone

@@ -142,16 +142,8 @@ class ResolvedTenant:
     admitted_namespaces: tuple[str, ...]  # by the NetworkPolicy; empty: no NetworkPolicy
 
     @property
-    def key(self) -> tuple[str, str]:
-        return self.namespace, self.name
-
-    @property
     def pod_selector(self) -> str:
         return ",".join(f"{k}={v}" for k, v in self.selector.items())
-
-
-def selector_labels(tenant: str) -> dict[str, str]:
-    return {NAME_LABEL: APP_NAME, INSTANCE_LABEL: tenant}
 
 
 def resolve(body: dict, cfg: OperatorConfig) -> ResolvedTenant:
@@ -161,7 +153,7 @@ def resolve(body: dict, cfg: OperatorConfig) -> ResolvedTenant:
     annotations = meta.get("annotations") or {}
     name = meta["name"]
     names = Names.of(name)
-    selector = selector_labels(name)
+    selector = {NAME_LABEL: APP_NAME, INSTANCE_LABEL: name}  # immutable in a Deployment
     labels = {**selector, COMPONENT_LABEL: SERVER_COMPONENT, MANAGED_BY_LABEL: MANAGED_BY}
     ingress = _ingress(spec, name, names, labels, cfg)
     url = None

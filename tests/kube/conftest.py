@@ -139,16 +139,28 @@ class OperatorProcess:
                 self.proc.wait()
 
 
-@pytest.fixture(scope="session")
-def tools_bins() -> Path:
-    """helm, kubeconform and kind (hack/tools/build.sh)."""
-    bins = binaries_dir(script=ROOT / "hack/tools/build.sh", env="TOOLS_BINS_DIR")
+def built(folder: str, env: str, what: str) -> Path:
+    """The folder hack/<folder>/build.sh builds into; fails under CI, else skips, if absent."""
+    bins = binaries_dir(script=ROOT / "hack" / folder / "build.sh", env=env)
     if bins is None:
-        message = "helm/kubeconform/kind are not built: run `make kube-bins`"
+        message = f"{what} not built: run `make kube-bins`"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     return bins
+
+
+@pytest.fixture(scope="session")
+def tools_bins() -> Path:
+    """helm, kubeconform and kind (hack/tools/build.sh)."""
+    return built("tools", "TOOLS_BINS_DIR", "helm/kubeconform/kind are")
+
+
+@pytest.fixture(scope="session")
+def monitoring_bins() -> Path:
+    """promtool and the Prometheus Operator's CRDs (hack/monitoring/build.sh)."""
+    return built("monitoring", "MONITORING_BINS_DIR",
+                 "promtool and the Prometheus Operator's CRDs are")
 
 
 def kube_version() -> str:

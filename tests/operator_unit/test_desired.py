@@ -42,6 +42,14 @@ def test_children_in_apply_order_with_standard_labels():
     assert t.labels["app.kubernetes.io/managed-by"] == "joyn-scim-operator"
 
 
+def test_each_call_returns_manifests_of_its_own():
+    first = children(resolve(body(), CFG))
+    first[0]["metadata"]["labels"]["changed"] = "by the caller"
+    assert "changed" not in children(resolve(body(), CFG))[0]["metadata"]["labels"]
+    other = children(resolve(body(server={"image": "other:1"}), CFG))
+    assert other[1]["spec"]["template"]["spec"]["containers"][0]["image"] == "other:1"
+
+
 def test_deployment_runs_the_server_hardened():
     t = resolve(body(server={"logLevel": "debug", "nodeSelector": {"pool": "a"},
                              "podAnnotations": {"x": "y"}}), CFG)
