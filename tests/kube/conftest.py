@@ -205,6 +205,11 @@ class Helm:
         return ["-f", str(path)]
 
 
+@pytest.fixture(scope="module")
+def helm(tools_bins, tmp_path_factory, control_plane) -> Helm:
+    return Helm(tools_bins, tmp_path_factory.mktemp("helm"), control_plane.kubeconfig)
+
+
 def chart_values(cluster, watch: str, **extra) -> dict:
     """The chart's values on the test cluster: the image built here, one watched namespace,
     the harness's domain and ingress class, a quick resync."""

@@ -52,11 +52,6 @@ SELF_REVIEWS = {"selfsubjectaccessreviews.authorization.k8s.io",
 
 
 @pytest.fixture(scope="module")
-def helm(tools_bins, tmp_path_factory, control_plane) -> Helm:
-    return Helm(tools_bins, tmp_path_factory.mktemp("helm"), control_plane.kubeconfig)
-
-
-@pytest.fixture(scope="module")
 def schemas(control_plane, tmp_path_factory):
     """kubeconform schemas from the test cluster's API server: the pinned version's own."""
     return write_schemas(control_plane.get_json("/openapi/v2"),
