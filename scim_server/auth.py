@@ -3,7 +3,8 @@
 Kubernetes updates a mounted Secret by swapping a symlink, so the files are re-read when their
 identity (inode, size, mtime) changes; the check runs at most once per `recheck_seconds` so the
 hot path costs one clock read. Tokens are compared in constant time, and all of them are always
-compared, so timing says nothing about which token (if any) nearly matched.
+compared, so timing says nothing about which token (if any) nearly matched. A file holds one
+token a line: the operator keeps every previous token it promised in one Secret key.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ log = logging.getLogger("scim_server.auth")
 class _File:
     path: str
     stamp: tuple | None = None
-    token: bytes | None = None
+    tokens: tuple[bytes, ...] = ()
 
 
 class TokenStore:
@@ -53,21 +54,21 @@ class TokenStore:
             if stamp == f.stamp and not force:
                 continue
             f.stamp = stamp
-            token = None
+            tokens: tuple[bytes, ...] = ()
             if stamp is not None:
                 try:
                     with open(f.path, "rb") as fh:
-                        token = fh.read().strip() or None
+                        tokens = tuple(t for t in (line.strip() for line in fh) if t)
                 except OSError as e:
                     log.warning("token file unreadable", extra={"path": f.path,
                                                                 "error": e.strerror})
-            if token != f.token:
-                f.token = token
+            if tokens != f.tokens:
+                f.tokens = tokens
                 changed = True
-                log.info("token file loaded" if token else "token file absent or empty",
-                         extra={"path": f.path})
+                log.info("token file loaded" if tokens else "token file absent or empty",
+                         extra={"path": f.path, "tokens": len(tokens)})
         if changed or force:
-            self._tokens = tuple(f.token for f in self._files if f.token)
+            self._tokens = tuple(t for f in self._files for t in f.tokens)
 
     def check(self, header: bytes | None) -> bool:
         """Is `header` (the raw Authorization value) `Bearer <one of our tokens>`?"""

@@ -2,6 +2,7 @@
 
 import os
 import re
+import secrets
 import stat
 
 import httpx
@@ -64,6 +65,21 @@ def test_token_files_are_reloaded_without_restart(make_server, tmp_path):
     assert srv.proc.poll() is None  # same process throughout
     log = srv.logs()
     assert first not in log and second not in log
+
+
+def test_a_token_file_may_hold_one_token_a_line(make_server, tmp_path):
+    # The operator keeps every previous token it promised in one Secret key, a token a line.
+    current, previous = tmp_path / "token", tmp_path / "previous-token"
+    now = write_token(current)
+    older, old = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    previous.write_text(f"{older}\n{old}\n")
+    srv = make_server(token_files=[current, previous])
+    for token in (now, older, old):
+        assert httpx.get(srv.url + "/Users?count=0",
+                         headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    both = older + old  # the file's bytes are no token, each line is
+    assert httpx.get(srv.url + "/Users?count=0",
+                     headers={"Authorization": f"Bearer {both}"}).status_code == 401
 
 
 def test_no_valid_token_means_every_request_is_401_and_not_ready(make_server, tmp_path):

@@ -83,13 +83,11 @@ def _render_children(key: str) -> bytes:
     return orjson.dumps([render(name, t=t) for name in wanted])
 
 
-def token_secret(t: ResolvedTenant, current: str, previous: str | None,
-                 annotations: dict[str, str]) -> dict:
-    """The generated token Secret. The values come from the caller: generated once at creation,
-    then always carried over from the existing Secret (reconciles never change a token)."""
-    data = {TOKEN_KEY: current}
-    if previous:
-        data[PREVIOUS_TOKEN_KEY] = previous
+def token_secret(t: ResolvedTenant, tokens: dict[str, str], annotations: dict[str, str]) -> dict:
+    """The generated token Secret: `tokens` (TokenState.data: made once at creation, then
+    always carried over from the existing Secret, so reconciles never change a token), the
+    lifecycle `annotations`, and the Tenant URL for whoever hands both to the customer."""
+    data = dict(tokens)
     if t.url:
         data[URL_KEY] = t.url
     encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}

@@ -21,7 +21,8 @@ from . import GROUP, KIND, PLURAL, VERSION, metrics
 from .config import is_glob, metrics_host_port
 from .keys import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from .kube import path
-from .reconcile import reconcile
+from .reconcile import Claim, reconcile
+from .tenant import ResolvedTenant, references, resolve
 from .tokens import Event, parse_time
 
 log = logging.getLogger("joyn_operator")
@@ -44,7 +45,8 @@ async def _run(body: dict, memo: kopf.Memo) -> None:
 
     started = time.perf_counter()
     try:
-        status = await reconcile(body, memo.kube, memo.config, emit, memo.locks)
+        status = await reconcile(body, memo.kube, memo.config, emit, memo.locks,
+                                 claims=lambda route: memo.routes.get(route, ()))
     except Exception:
         metrics.observe(key, {}, started, ok=False)
         raise
@@ -81,7 +83,8 @@ async def login(memo: kopf.Memo, **_) -> kopf.ConnectionInfo:
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, tenant_routes: kopf.Index,
+                    **_) -> None:
     # Our own prefix and finalizer name, fixed from day one (changing them later would make
     # kopf treat every tenant as new).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
@@ -98,6 +101,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> No
     settings.scanning.disabled = not memo.config.namespace_globs
     if memo.config.metrics_address:
         metrics.serve(*metrics_host_port(memo.config.metrics_address))
+    # The live index (filled before any tenant is handled), for the reconciles that the resync
+    # and the deadline wake-ups run outside kopf's handlers.
+    memo.routes = tenant_routes
     memo.resync = asyncio.create_task(_resync(memo))
 
 
@@ -149,6 +155,67 @@ async def cleanup(memo: kopf.Memo, **_) -> None:
 @kopf.on.update(GROUP, VERSION, PLURAL)
 async def tenant_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
     await _run(dict(body), memo)
+
+
+# -- what tenants refer to, and share -----------------------------------------------------------
+# Two kopf indices over all watched tenants (kopf fills them before any handler runs and keeps
+# them current from its own watch): what each tenant needs but does not make, so it recovers
+# the moment that appears; and which tenants claim each host and path, so only one serves it.
+
+def _resolved(body: kopf.Body, memo: kopf.Memo) -> ResolvedTenant | None:
+    try:
+        return resolve(dict(body), memo.config)
+    except (KeyError, ValueError):  # a value the CRD should have refused: the reconcile says so
+        return None
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def tenant_refs(body: kopf.Body, memo: kopf.Memo, **_) -> dict:
+    t = _resolved(body, memo)
+    return {} if t is None else {ref: (t.namespace, t.name) for ref in references(t)}
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def tenant_routes(body: kopf.Body, memo: kopf.Memo, **_) -> dict:
+    t = _resolved(body, memo)
+    if t is None or not t.ingress.managed:
+        return {}
+    return {(t.ingress.host, t.ingress.path): Claim(
+        body["metadata"].get("creationTimestamp") or "", t.namespace, t.name)}
+
+
+async def _reconcile_all(keys, memo: kopf.Memo) -> None:
+    for namespace, name in set(keys):
+        tenant = await memo.kube.get(path(KIND, namespace, name))
+        if tenant is not None:
+            await _run(tenant, memo)
+
+
+@kopf.on.event("", "v1", "secrets")
+async def referenced_secret(event: dict, memo: kopf.Memo, tenant_refs: kopf.Index,
+                            **_) -> None:
+    """A bring-your-own token Secret or a TLS Secret appeared, changed or went."""
+    meta = (event.get("object") or {}).get("metadata") or {}
+    await _reconcile_all(tenant_refs.get(("Secret", meta.get("namespace"), meta.get("name")),
+                                         ()), memo)
+
+
+@kopf.on.event("networking.k8s.io", "v1", "ingressclasses")
+async def referenced_ingress_class(event: dict, memo: kopf.Memo, tenant_refs: kopf.Index,
+                                   **_) -> None:
+    meta = (event.get("object") or {}).get("metadata") or {}
+    await _reconcile_all(tenant_refs.get(("IngressClass", "", meta.get("name")), ()), memo)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def tenant_gone(event: dict, memo: kopf.Memo, tenant_routes: kopf.Index, **_) -> None:
+    """A deleted tenant frees its host and path for a tenant that was refused them."""
+    if event.get("type") != "DELETED":
+        return
+    t = _resolved(event["object"], memo)
+    if t is not None and t.ingress.managed:
+        claims = tenant_routes.get((t.ingress.host, t.ingress.path), ())
+        await _reconcile_all(((c.namespace, c.name) for c in claims), memo)
 
 
 async def _child_event(event: dict, memo: kopf.Memo, **_) -> None:

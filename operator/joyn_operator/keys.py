@@ -22,12 +22,19 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on
 # Annotations a person sets on a tenant.
 PAUSED_ANNOTATION = f"{GROUP}/paused"  # "true": leave the children alone
 ROTATE_ANNOTATION = f"{GROUP}/rotate-token"  # a new value: rotate the token once
+# A new value: the person has handed the replaced token over (after its Secret was deleted).
+REPLACED_ACK_ANNOTATION = f"{GROUP}/acknowledge-token-replaced"
 
 # Annotations the operator keeps on the token Secret: the token's lifecycle state.
 ISSUED_AT = f"{GROUP}/issued-at"
 ROTATED_AT = f"{GROUP}/rotated-at"
 PREVIOUS_VALID_UNTIL = f"{GROUP}/previous-valid-until"
 ROTATION_ID = f"{GROUP}/rotation-id"  # the rotate-token value last acted on
+REPLACED_AT = f"{GROUP}/replaced-at"  # the Secret was deleted and a new token made then
+REPLACED_ACK = f"{GROUP}/replaced-ack"  # the acknowledge annotation's value at that moment
+
+# On every child: a digest of what the operator applied (drift is a change made after it).
+DESIRED_DIGEST = f"{GROUP}/desired-digest"
 
 # Keys of the generated token Secret.
 TOKEN_KEY = "token"  # noqa: S105 - a key name

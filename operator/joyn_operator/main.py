@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
     login = Login(cfg.kubeconfig, cfg.context)
     memo = kopf.Memo(config=cfg, login=login, kube=Kube(login), locks=KeyedLocks(),
-                     deadlines={}, resync=None)
+                     deadlines={}, resync=None, routes={})
     kopf.run(standalone=True, clusterwide=cfg.clusterwide,
              namespaces=list(cfg.watch_namespaces), liveness_endpoint=cfg.liveness_endpoint or None,
              memo=memo)

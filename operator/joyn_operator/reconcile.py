@@ -9,17 +9,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
+import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from . import KIND
 from .config import OperatorConfig
 from .desired import children, token_secret
-from .keys import MANAGED_BY, MANAGED_BY_LABEL
-from .kube import Kube, KubeError, path
-from .status import Observed, conditions
-from .tenant import resolve
+from .keys import DESIRED_DIGEST
+from .kube import FIELD_MANAGER, Kube, KubeError, path
+from .status import Observed, conditions, merge_patch
+from .tenant import Names, ResolvedTenant, resolve
 from .tokens import Event, TokenState, fmt, next_state
 
 RECREATABLE = frozenset({"Deployment", "Service", "Ingress", "NetworkPolicy"})
@@ -27,6 +30,18 @@ log = logging.getLogger("joyn_operator")
 
 # An event sink: (tenant body, Event) -> awaitable. Kube.post_event in the operator.
 EmitFn = Callable[[dict, Event], Awaitable[None]]
+
+
+class Claim(NamedTuple):
+    """A tenant's claim on a host and path; the oldest claim (then namespace, name) wins."""
+
+    created: str  # metadata.creationTimestamp, RFC 3339, so it sorts as time
+    namespace: str
+    name: str
+
+
+# The claims on a (host, path): the handlers' kopf index of every watched tenant's route.
+ClaimsFn = Callable[[tuple[str, str]], Iterable[Claim]]
 
 
 class KeyedLocks:
@@ -56,11 +71,11 @@ class KeyedLocks:
 
 def _decode(secret: dict | None) -> dict[str, str]:
     data = (secret or {}).get("data") or {}
-    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+    return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
 
 
 async def reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
-                    locks: KeyedLocks,
+                    locks: KeyedLocks, claims: ClaimsFn = lambda route: (),
                     now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> dict:
     """Bring one tenant's children to their desired state and write its status.
 
@@ -73,62 +88,131 @@ async def reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
         fresh = await kube.get(path(KIND, *key))
         if fresh is None or fresh["metadata"].get("deletionTimestamp"):
             return {}
-        return await _reconcile(fresh, kube, cfg, emit, now())
+        return await _reconcile(fresh, kube, cfg, emit, claims, now())
+
+
+class NameConflict(Exception):
+    """A child's name is taken by an object the operator did not create."""
+
+
+def _ours(obj: dict, t: ResolvedTenant) -> bool:
+    """Whether the operator made `obj` (for this tenant): it owns it, or it has applied it
+    before (a retained volume claim or token Secret outlives its tenant, and a tenant made
+    again under the same name takes them back). Anything else is never adopted."""
+    meta = obj["metadata"]
+    return any(o.get("uid") == t.uid for o in meta.get("ownerReferences") or []) or \
+        any(m.get("manager") == FIELD_MANAGER for m in meta.get("managedFields") or [])
+
+
+def _stamped(obj: dict) -> dict:
+    """`obj` with a digest of itself as an annotation: when a child already carries the
+    digest of what is desired now, any change the apply makes was made by somebody else."""
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    meta = obj["metadata"]
+    meta["annotations"] = {**(meta.get("annotations") or {}), DESIRED_DIGEST: digest}
+    return obj
+
+
+def _project(value, shape):
+    """`value` cut down to the fields `shape` has (the fields the operator sets)."""
+    if isinstance(shape, dict) and isinstance(value, dict):
+        return {k: _project(value.get(k), v) for k, v in shape.items()}
+    if isinstance(shape, list) and isinstance(value, list) and len(shape) == len(value):
+        return [_project(v, s) for v, s in zip(value, shape, strict=True)]
+    return value
+
+
+async def _rival(t: ResolvedTenant, body: dict, claims: ClaimsFn, kube: Kube) -> Claim | None:
+    """The tenant that serves this one's host and path first, if any: this one is refused.
+    The older tenant wins; creationTimestamp counts whole seconds, so between two made in
+    the same second the one whose Ingress exists already wins, then the first by name."""
+    if not t.ingress.managed:
+        return None
+    mine = Claim(body["metadata"].get("creationTimestamp") or "", t.namespace, t.name)
+    others = sorted(c for c in claims((t.ingress.host, t.ingress.path))
+                    if (c.namespace, c.name) != (t.namespace, t.name) and c.created <= mine.created)
+    if not others or others[0].created < mine.created:
+        return others[0] if others else None
+
+    async def serving(c: Claim) -> bool:
+        return await kube.get(path("Ingress", c.namespace, Names.of(c.name).ingress)) is not None
+
+    for other in others:
+        if await serving(other):
+            return other
+    if await serving(mine):
+        return None
+    return others[0] if others[0] < mine else None
 
 
 async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
-                     now: datetime) -> dict:
+                     claims: ClaimsFn, now: datetime) -> dict:
     t = resolve(body, cfg)
+    rival = await _rival(t, body, claims, kube)
     old_status = body.get("status") or {}
-    first = "observedGeneration" not in old_status
-    spec_changed = old_status.get("observedGeneration") != t.generation
+    conflicts: list[str] = []
+    apply_errors: list[str] = []
+    transient: KubeError | None = None
 
     # -- the token ------------------------------------------------------------------------------
     secret = await kube.get(path("Secret", t.namespace, t.token.secret_name))
     state: TokenState | None = None
     if not t.token.own:
         token_present = bool(_decode(secret).get(t.token.key, "").strip())
+    elif secret is not None and not _ours(secret, t):
+        # Never overwrite somebody's Secret, and never run a server on a token we did not make.
+        conflicts.append(f"Secret {t.names.secret} exists and was not created by the operator")
+        token_present = False
     else:
         existing = TokenState.from_secret(_decode(secret),
                                           (secret or {}).get("metadata", {}).get("annotations")
                                           or {}, now)
         state = existing
         if not t.paused:
+            # The tenant had a token (its status says so) whose Secret is gone: Entra holds it.
+            lost = existing is None and "token" in old_status
             state, events = next_state(existing, t.rotate_request, t.token.previous_valid_for,
-                                       now)
-            await kube.apply(token_secret(t, state.current, state.previous, state.annotations()))
+                                       now, lost=lost, acknowledge=t.replaced_ack)
+            try:
+                await kube.apply(token_secret(t, state.data(), state.annotations()))
+            except KubeError as e:
+                state = existing  # nothing changed; whatever the events said did not happen
+                events = []
+                if e.status in (400, 403, 422):
+                    apply_errors.append(str(e))
+                else:
+                    transient = e
             for e in events:
                 await emit(body, e)
-            if secret is None and existing is None and not first:
-                await emit(body, Event("ChildRestored", f"Secret {t.names.secret} was missing "
-                                       "and has been recreated with a new token", "Warning"))
         token_present = state is not None
 
     # -- the children ---------------------------------------------------------------------------
     applied: dict[str, dict] = {}
-    apply_errors: list[str] = []
-    wanted = children(t)
+    wanted = [c for c in children(t) if not (rival and c["kind"] == "Ingress")]
     if t.paused:
         for obj in wanted:
             got = await kube.get(path(obj["kind"], t.namespace, obj["metadata"]["name"]))
             if got:
                 applied[obj["kind"]] = got
-    else:
+    elif not conflicts:  # a taken token Secret name: no server may run on it
         for obj in wanted:
             try:
-                await _apply_child(obj, body, kube, emit, applied, first, spec_changed)
+                await _apply_child(_stamped(obj), t, body, kube, emit, applied)
+            except NameConflict as e:
+                conflicts.append(str(e))
             except KubeError as e:
-                if e.status not in (400, 403, 422):
-                    raise  # transient (5xx, conflicts): kopf and the resync retry
-                apply_errors.append(str(e))
+                if e.status in (400, 403, 422):
+                    apply_errors.append(str(e))
+                else:  # transient (5xx, conflicts): shown now, retried by kopf and the resync
+                    apply_errors.append(str(e))
+                    transient = transient or e
         # Children the spec no longer wants (Ingress or NetworkPolicy turned off), if ours.
         wanted_kinds = {o["kind"] for o in wanted}
         for kind in ("Ingress", "NetworkPolicy"):
             if kind not in wanted_kinds:
                 child_path = path(kind, t.namespace, t.names.of_kind(kind))
                 current = await kube.get(child_path)
-                if current and (current["metadata"].get("labels") or {}).get(
-                        MANAGED_BY_LABEL) == MANAGED_BY:
+                if current and _ours(current, t):
                     await kube.delete(child_path)
 
     # -- observe and write status ---------------------------------------------------------------
@@ -144,16 +228,24 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
     if ing and tls and not tls.issuer:
         tls_exists = await kube.get(path("Secret", t.namespace, tls.secret_name)) is not None
     observed = Observed(url=t.url, token_present=token_present,
+                        token_missing=None if token_present else _missing_token(t, secret),
                         deployment=applied.get("Deployment"), pods=pods,
                         pvc=applied.get("PersistentVolumeClaim"),
                         ingress_wanted=t.ingress.wanted,
                         ingress=ing, ingress_class_exists=class_exists,
-                        tls_secret_exists=tls_exists, apply_errors=apply_errors)
-    previous_until = state.previous_valid_until if state and state.previous else None
+                        tls_secret_exists=tls_exists, apply_errors=apply_errors,
+                        conflicts=conflicts,
+                        host_conflict=None if rival is None else (
+                            f"{t.ingress.host}{t.ingress.path} is served by tenant "
+                            f"{rival.namespace}/{rival.name}, which claimed it first; this "
+                            "tenant gets no Ingress until the host or path differs"),
+                        token_replaced_at=state.replaced_at if state else None)
+    previous_until = state.previous_valid_until if state else None
     status: dict = {
         "observedGeneration": t.generation,
         "tokenSecretRef": {"name": t.token.secret_name, "key": t.token.key},
         "conditions": conditions(observed, paused=t.paused, previous_valid_until=previous_until,
+                                 previous_count=len(state.previous) if state else 0,
                                  generation=t.generation, previous=old_status.get("conditions"),
                                  now=now),
     }
@@ -162,36 +254,53 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
     if state:
         status["token"] = {k: v for k, v in (
             ("issuedAt", fmt(state.issued_at)), ("rotatedAt", fmt(state.rotated_at)),
-            ("previousValidUntil", fmt(previous_until))) if v}
+            ("previousValidUntil", fmt(previous_until)),
+            ("previousTokens", len(state.previous) or None),
+            ("replacedAt", fmt(state.replaced_at))) if v}
     was_paused = {c["type"]: c["status"] for c in old_status.get("conditions") or []
                   }.get("Paused") == "True"
     if t.paused and old_status.get("conditions") and not was_paused:
         await emit(body, Event("Paused", "Reconciliation of this tenant's children is paused"))
     elif not t.paused and was_paused:
         await emit(body, Event("Resumed", "Reconciliation of this tenant's children resumed"))
-    comparable = {k: v for k, v in old_status.items() if k in status}
-    if comparable != status or set(old_status) - set(status) - {"kopf"}:
-        patch = {**status, **{k: None for k in set(old_status) - set(status) - {"kopf"}}}
+    # kopf keeps its own progress under status.kopf; the rest is ours, patched to exactly
+    # `status` and not written at all when nothing changed.
+    patch = merge_patch({k: v for k, v in old_status.items() if k != "kopf"}, status)
+    if patch:
         await kube.patch_status(KIND, t.namespace, t.name, patch)
         log.info("status written", extra={"tenant": f"{t.namespace}/{t.name}",
                                           "ready": status["conditions"][0]["status"],
                                           "reason": status["conditions"][0]["reason"]})
     log.debug("reconciled", extra={"tenant": f"{t.namespace}/{t.name}", "paused": t.paused})
+    if transient is not None:
+        raise transient  # after the status says what failed: kopf retries with its back-off
     return status
 
 
-async def _apply_child(obj: dict, body: dict, kube: Kube, emit: EmitFn, applied: dict,
-                       first: bool, spec_changed: bool) -> None:
-    """Apply one child; restore and report drift (a recreated or hand-edited child)."""
+def _missing_token(t: ResolvedTenant, secret: dict | None) -> str:
+    """What is missing, named, for the TokenMissing condition."""
+    if t.token.own:
+        return f"Secret {t.names.secret} holds no token"
+    if secret is None:
+        return f"Secret {t.token.secret_name} (spec.token.existingSecretRef) does not exist"
+    return f"Secret {t.token.secret_name} has no key {t.token.key!r}, or it is empty"
+
+
+async def _apply_child(obj: dict, t: ResolvedTenant, body: dict, kube: Kube, emit: EmitFn,
+                       applied: dict) -> None:
+    """Apply one child, unless its name is taken by an object that is not ours; report a
+    person's change to it (deleted, or a field the operator sets edited) as it is undone."""
     meta = obj["metadata"]
     child_path = path(obj["kind"], meta["namespace"], meta["name"])
-    before = None if first else await kube.get(child_path)
+    before = await kube.get(child_path)
+    if before is not None and not _ours(before, t):
+        raise NameConflict(f"{obj['kind']} {meta['name']} exists and was not created by the "
+                           "operator; it is left as it is (rename or delete it)")
     try:
         after, created = await kube.apply(obj)
     except KubeError as e:
         # A hand edit can leave a list SSA cannot merge (a Service port with a new key but the
-        # same name). Stateless children are recreated; the volume claim and the token Secret
-        # never are.
+        # same name). Stateless children are recreated; the volume claim never is.
         if e.status != 422 or obj["kind"] not in RECREATABLE or before is None:
             raise
         await kube.delete(child_path)
@@ -201,12 +310,20 @@ async def _apply_child(obj: dict, body: dict, kube: Kube, emit: EmitFn, applied:
                                "Warning"))
         return
     applied[obj["kind"]] = after
-    if first:
+    if before is None:
+        if created and _was_made(body):
+            await emit(body, Event("ChildRestored", f"{obj['kind']} {meta['name']} was deleted "
+                                   "and has been recreated", "Warning"))
         return
-    if created:
-        await emit(body, Event("ChildRestored", f"{obj['kind']} {meta['name']} was deleted and "
-                               "has been recreated", "Warning"))
-    elif before is not None and not spec_changed and \
-            before["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"]:
+    # Drift is a change to a field we set, while the child already held what we want now:
+    # not our own update (spec, settings or a new operator), not the controllers' fields.
+    same_desire = (before["metadata"].get("annotations") or {}).get(DESIRED_DIGEST) == \
+        meta["annotations"][DESIRED_DIGEST]
+    if same_desire and _project(before, obj) != _project(after, obj):
         await emit(body, Event("DriftCorrected", f"{obj['kind']} {meta['name']} was changed by "
                                "hand and has been restored", "Warning"))
+
+
+def _was_made(body: dict) -> bool:
+    """Whether the children were made before (a status exists), so a missing one was removed."""
+    return "observedGeneration" in (body.get("status") or {})

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .keys import PAUSED_ANNOTATION
+from .keys import PAUSED_ANNOTATION, REPLACED_ACK_ANNOTATION
 from .tokens import fmt
 
 FAILING_WAIT_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName",
@@ -24,6 +24,7 @@ class Observed:
 
     url: str | None
     token_present: bool
+    token_missing: str | None = None  # what is missing, named, when no token is there
     deployment: dict | None = None
     pods: list[dict] = field(default_factory=list)
     pvc: dict | None = None
@@ -32,6 +33,9 @@ class Observed:
     ingress_class_exists: bool | None = None  # None: no class named, nothing to check
     tls_secret_exists: bool | None = None  # None: no TLS, or cert-manager is issuing it
     apply_errors: list[str] = field(default_factory=list)  # children the API server refused
+    conflicts: list[str] = field(default_factory=list)  # names taken by objects not ours
+    host_conflict: str | None = None  # an older tenant serves the same host and path
+    token_replaced_at: datetime | None = None  # a deleted Secret forced a new token then
 
 
 def _cond(type_: str, ok: bool, reason: str, message: str) -> dict:
@@ -68,6 +72,8 @@ def _available(deployment: dict | None, generation_applied: bool) -> bool:
 
 
 def _ingress(o: Observed) -> dict:
+    if o.host_conflict:
+        return _cond("IngressReady", False, "HostConflict", o.host_conflict)
     if not o.ingress_wanted:
         return _cond("IngressReady", True, "IngressDisabled",
                      f"No managed Ingress (spec.ingress.enabled=false): your own Ingress must "
@@ -92,8 +98,24 @@ def _ingress(o: Observed) -> dict:
     return _cond("IngressReady", True, "IngressReady", f"Serving {o.url}")
 
 
+def merge_patch(old: dict, new: dict) -> dict:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new`, {} when they are equal. A
+    key `new` lacks is set to null at any depth: a merge patch that leaves a key out keeps it
+    (status.token.previousValidUntil stayed after the rotation's deadline)."""
+    patch: dict = {k: None for k in old.keys() - new.keys()}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            if sub := merge_patch(before, value):
+                patch[key] = sub
+        elif key not in old or before != value:
+            patch[key] = value
+    return patch
+
+
 def conditions(o: Observed, *, paused: bool, previous_valid_until: datetime | None,
-               generation: int, previous: list[dict] | None, now: datetime) -> list[dict]:
+               generation: int, previous: list[dict] | None, now: datetime,
+               previous_count: int = 1) -> list[dict]:
     """The six conditions, with lastTransitionTime carried over when a status did not change."""
     failure = _pod_failure(o.pods)
     pvc_phase = ((o.pvc or {}).get("status") or {}).get("phase")
@@ -102,6 +124,15 @@ def conditions(o: Observed, *, paused: bool, previous_valid_until: datetime | No
 
     if o.apply_errors:
         failure = ("ApplyFailed", "; ".join(o.apply_errors))
+    if o.token_replaced_at:
+        failure = ("TokenReplaced", f"The token Secret was deleted at {fmt(o.token_replaced_at)} "
+                   "and a new token made: Entra's token no longer works. Give the customer's "
+                   f"Entra admin the new token, then set the annotation {REPLACED_ACK_ANNOTATION} "
+                   "to a new value")
+    if o.host_conflict:
+        failure = ("HostConflict", o.host_conflict)
+    if o.conflicts:
+        failure = ("NameConflict", "; ".join(o.conflicts))
     if failure:
         degraded = _cond("Degraded", True, failure[0], failure[1])
     elif o.pvc is not None and pvc_phase == "Lost":
@@ -121,8 +152,10 @@ def conditions(o: Observed, *, paused: bool, previous_valid_until: datetime | No
         progressing = _cond("Progressing", True, "Deploying",
                             "Waiting for the server's Deployment to become available")
 
-    if not o.token_present:
-        ready = _cond("Ready", False, "TokenMissing", "The token Secret holds no token")
+    if failure and failure[0] in ("NameConflict", "HostConflict"):
+        ready = _cond("Ready", False, *failure)
+    elif not o.token_present:
+        ready = _cond("Ready", False, "TokenMissing", o.token_missing or "No token")
     elif failure:
         ready = _cond("Ready", False, degraded["reason"], degraded["message"])
     elif not available:
@@ -134,8 +167,10 @@ def conditions(o: Observed, *, paused: bool, previous_valid_until: datetime | No
 
     rotation = _cond("TokenRotationPending", False, "NoRotation", "Only the current token is valid")
     if previous_valid_until:
+        more = f" ({previous_count - 1} later one(s) longer)" if previous_count > 1 else ""
         rotation = _cond("TokenRotationPending", True, "PreviousTokenValid",
-                         f"The previous token stays valid until {fmt(previous_valid_until)}")
+                         f"The previous token stays valid until {fmt(previous_valid_until)}"
+                         + more)
     pause = _cond("Paused", paused, "Paused" if paused else "Reconciling",
                   f"Changes to children are paused by the {PAUSED_ANNOTATION} annotation"
                   if paused else "The operator reconciles this tenant")

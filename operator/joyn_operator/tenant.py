@@ -25,6 +25,7 @@ from .keys import (
     MANAGED_BY_LABEL,
     NAME_LABEL,
     PAUSED_ANNOTATION,
+    REPLACED_ACK_ANNOTATION,
     ROTATE_ANNOTATION,
     SERVER_COMPONENT,
     TOKEN_KEY,
@@ -130,6 +131,7 @@ class ResolvedTenant:
     generation: int
     paused: bool
     rotate_request: str | None
+    replaced_ack: str | None  # the acknowledge-token-replaced annotation
     names: Names
     labels: dict[str, str]
     selector: dict[str, str]
@@ -144,6 +146,19 @@ class ResolvedTenant:
     @property
     def pod_selector(self) -> str:
         return ",".join(f"{k}={v}" for k, v in self.selector.items())
+
+
+def references(t: ResolvedTenant) -> list[tuple[str, str, str]]:
+    """(kind, namespace, name) of what the tenant needs but the operator does not make: a
+    bring-your-own token Secret, a TLS Secret of the user's, the IngressClass."""
+    out = []
+    if not t.token.own:
+        out.append(("Secret", t.namespace, t.token.secret_name))
+    if t.ingress.managed and t.ingress.tls and not t.ingress.tls.issuer:
+        out.append(("Secret", t.namespace, t.ingress.tls.secret_name))
+    if t.ingress.managed and t.ingress.class_name:
+        out.append(("IngressClass", "", t.ingress.class_name))
+    return out
 
 
 def resolve(body: dict, cfg: OperatorConfig) -> ResolvedTenant:
@@ -171,6 +186,7 @@ def resolve(body: dict, cfg: OperatorConfig) -> ResolvedTenant:
         generation=meta.get("generation") or 0,
         paused=annotations.get(PAUSED_ANNOTATION) == "true",
         rotate_request=annotations.get(ROTATE_ANNOTATION),
+        replaced_ack=annotations.get(REPLACED_ACK_ANNOTATION),
         names=names,
         labels=labels,
         selector=selector,

@@ -53,7 +53,7 @@ def test_children_pass_api_server_validation(kube, case):
     t = resolve({"metadata": {"name": "acme", "namespace": ns,
                               "uid": "8c0e1a8e-0b4e-4f8e-9b1e-0a6f0e2f7a11"},
                  "spec": {"displayName": "Acme", **SPECS[case]}}, cfg)
-    objects = [*children(t), token_secret(t, secrets.token_urlsafe(32), None, {})]
+    objects = [*children(t), token_secret(t, {"token": secrets.token_urlsafe(32)}, {})]
     answers = {}
     for obj in objects:
         r = kube.http.post(PATHS[obj["kind"]].format(ns=ns), json=obj,

@@ -37,8 +37,8 @@ def tenants_url(ns: str) -> str:
     return f"/apis/scim.sevenlakes.com/v1alpha1/namespaces/{ns}/joynscimtenants"
 
 
-def create_tenant(kube: Kube, ns: str, **spec) -> str:
-    name = f"t{secrets.token_hex(3)}"
+def create_tenant(kube: Kube, ns: str, name: str | None = None, **spec) -> str:
+    name = name or f"t{secrets.token_hex(3)}"
     r = kube.create(tenants_url(ns), {
         "apiVersion": "scim.sevenlakes.com/v1alpha1", "kind": "JoynScimTenant",
         "metadata": {"name": name}, "spec": {"displayName": "Acme", **spec}})
@@ -192,6 +192,13 @@ def test_rotation_keeps_previous_until_deadline_then_drops_it(kube, ns, operator
                what="the PreviousTokenExpired event")
     eventually(lambda: {c["type"]: c["status"] for c in status_of(kube, ns, name)[
         "conditions"]}["TokenRotationPending"] == "False", what="TokenRotationPending=False")
+    # The deadline is gone from status too, and the status then stays as it is: resyncs find
+    # nothing to write.
+    assert "previousValidUntil" not in status_of(kube, ns, name)["token"]
+    version = kube.get(f"{tenants_url(ns)}/{name}").json()["metadata"]["resourceVersion"]
+    seen = reconciles(operator, name)
+    eventually(lambda: reconciles(operator, name) >= seen + 2, what="two more reconciles")
+    assert kube.get(f"{tenants_url(ns)}/{name}").json()["metadata"]["resourceVersion"] == version
 
 
 def test_pause_stops_changes_and_resume_restores(kube, ns, operator):
@@ -324,3 +331,121 @@ def test_the_resync_leaves_tenants_of_other_namespaces_alone(kube, ns, operator)
     eventually(lambda: reconciles() >= start + 20, timeout=60, what="several resync rounds")
     assert "status" not in kube.get(f"{tenants_url(other)}/{foreign}").json()
     assert child(kube, other, SECRETS, f"{foreign}-scim-token") is None
+
+
+# -- where people push it -----------------------------------------------------------------------
+
+YAML_WOULD_RETYPE = ["y", "n", "yes", "off", "1e3", "0440", "~", "null", "2026-12-02"]
+
+
+@pytest.mark.parametrize("name", ["y", "n"])
+def test_names_and_values_a_yaml_parser_would_retype_reconcile(kube, ns, operator, name):
+    values = {f"example.com/v{i}": v for i, v in enumerate(YAML_WOULD_RETYPE)}
+    create_tenant(kube, ns, name, server={"podAnnotations": values},
+                  ingress={"annotations": values})
+    deployment = eventually(lambda: child(kube, ns, DEPLOYMENTS, f"{name}-scim"),
+                            what="the Deployment")
+    assert deployment["spec"]["template"]["metadata"]["annotations"] == values
+    ingress = eventually(lambda: child(kube, ns, INGRESSES, f"{name}-scim"), what="the Ingress")
+    assert values.items() <= ingress["metadata"]["annotations"].items()
+    assert eventually(lambda: status_of(kube, ns, name).get("url"), what="a status")
+
+
+def test_an_object_with_a_childs_name_is_never_adopted(kube, ns, operator):
+    name = f"t{secrets.token_hex(3)}"
+    theirs = {"apiVersion": "v1", "kind": "Service",
+              "metadata": {"name": f"{name}-scim", "labels": {"team": "platform"}},
+              "spec": {"selector": {"app": "theirs"}, "ports": [{"port": 80}]}}
+    assert kube.create(SERVICES.format(ns=ns), theirs).status_code == 201
+    create_tenant(kube, ns, name)
+    degraded = eventually(lambda: (c := conditions_of(kube, ns, name).get("Degraded")) and
+                          c["reason"] == "NameConflict" and c, what="Degraded=NameConflict")
+    assert f"Service {name}-scim" in degraded["message"]
+    assert conditions_of(kube, ns, name)["Ready"]["reason"] == "NameConflict"
+    service = child(kube, ns, SERVICES, f"{name}-scim")
+    assert "ownerReferences" not in service["metadata"]
+    assert service["spec"]["selector"] == {"app": "theirs"}
+    assert service["metadata"]["labels"] == {"team": "platform"}
+    # The rest of the tenant is made; deleting it leaves their Service alone.
+    eventually(lambda: child(kube, ns, DEPLOYMENTS, f"{name}-scim"), what="the Deployment")
+    kube.delete(f"{tenants_url(ns)}/{name}")
+    eventually(lambda: child(kube, ns, DEPLOYMENTS, f"{name}-scim") is None, timeout=60,
+               what="the tenant's own children to go")
+    assert child(kube, ns, SERVICES, f"{name}-scim")["spec"]["selector"] == {"app": "theirs"}
+
+
+def test_a_secret_with_the_token_name_is_never_used_or_overwritten(kube, ns, operator):
+    name = f"t{secrets.token_hex(3)}"
+    theirs = base64.b64encode(b"their-own-value").decode()
+    r = kube.create(SECRETS.format(ns=ns), {"apiVersion": "v1", "kind": "Secret",
+                                            "metadata": {"name": f"{name}-scim-token"},
+                                            "data": {"token": theirs}})
+    assert r.status_code == 201
+    create_tenant(kube, ns, name)
+    eventually(lambda: (conditions_of(kube, ns, name).get("Degraded") or {}).get("reason")
+               == "NameConflict", what="Degraded=NameConflict")
+    assert child(kube, ns, SECRETS, f"{name}-scim-token")["data"] == {"token": theirs}
+    assert child(kube, ns, DEPLOYMENTS, f"{name}-scim") is None  # no server on their token
+
+
+def test_warnings_mean_a_person_changed_something(kube, ns, operator):
+    names = [create_tenant(kube, ns) for _ in range(4)]
+
+    def bound():
+        return all((child(kube, ns, PVCS, f"{n}-scim-data") or {}).get("status", {}).get(
+            "phase") == "Bound" for n in names)
+
+    # The scheduler and the volume binder annotate each claim, the Deployment controller its
+    # Deployment, while the operator reconciles every 3 s: none of that is a person's change.
+    eventually(bound, timeout=120, what="every claim to be bound")
+    seen = {n: reconciles(operator, n) for n in names}
+    eventually(lambda: all(reconciles(operator, n) >= seen[n] + 2 for n in names),
+               what="two more reconciles of each")
+    # A spec change made while paused is applied on resume: the operator's own change.
+    paused = names[0]
+    annotate(kube, ns, paused, {"scim.sevenlakes.com/paused": "true"})
+    eventually(lambda: conditions_of(kube, ns, paused)["Paused"]["status"] == "True",
+               what="Paused=True")
+    r = kube.http.patch(f"{tenants_url(ns)}/{paused}",
+                        json={"spec": {"server": {"logLevel": "debug"}}},
+                        headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200, r.text
+    annotate(kube, ns, paused, {"scim.sevenlakes.com/paused": None})
+
+    def debug_level():
+        d = child(kube, ns, DEPLOYMENTS, f"{paused}-scim")
+        env = {e["name"]: e.get("value") for e in
+               d["spec"]["template"]["spec"]["containers"][0]["env"]}
+        return env["JOYN_SCIM_LOG_LEVEL"] == "debug"
+
+    eventually(debug_level, what="the change applied on resume")
+    for n in names:
+        assert "DriftCorrected" not in events_of(kube, ns, n), n
+    # A person's edit of a field the operator sets is still reported.
+    r = kube.http.patch(f"{DEPLOYMENTS.format(ns=ns)}/{names[1]}-scim",
+                        json={"spec": {"replicas": 3}},
+                        headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200, r.text
+    eventually(lambda: "DriftCorrected" in events_of(kube, ns, names[1]),
+               what="DriftCorrected for the hand edit")
+    assert child(kube, ns, DEPLOYMENTS, f"{names[1]}-scim")["spec"]["replicas"] == 1
+
+
+def test_a_deleted_token_secret_is_loud_until_acknowledged(kube, ns, operator):
+    name = create_tenant(kube, ns)
+    first = token_of(kube, ns, name)
+    eventually(lambda: status_of(kube, ns, name).get("token"), what="a token in status")
+    kube.delete(f"{SECRETS.format(ns=ns)}/{name}-scim-token")
+    conds = eventually(lambda: (c := conditions_of(kube, ns, name))["Degraded"]["reason"]
+                       == "TokenReplaced" and c, what="Degraded=TokenReplaced")
+    assert conds["Ready"]["reason"] == "TokenReplaced"
+    assert "acknowledge-token-replaced" in conds["Degraded"]["message"]
+    assert status_of(kube, ns, name)["token"]["replacedAt"]
+    second = token_of(kube, ns, name)
+    assert second != first and second not in str(status_of(kube, ns, name))
+    assert "TokenReplaced" in events_of(kube, ns, name)
+    annotate(kube, ns, name, {"scim.sevenlakes.com/acknowledge-token-replaced": "handed-over"})
+    eventually(lambda: conditions_of(kube, ns, name)["Degraded"]["reason"] != "TokenReplaced",
+               what="the replacement acknowledged")
+    assert "replacedAt" not in status_of(kube, ns, name)["token"]
+    assert token_of(kube, ns, name) == second

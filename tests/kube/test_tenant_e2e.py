@@ -155,7 +155,8 @@ def test_a_tenant_serves_test_connection_at_its_tenant_url_and_keeps_data_across
     assert got.json()["userName"] == "ada@acme.example"
 
 
-def test_rotation_both_tokens_work_in_the_same_container_until_the_deadline(
+@pytest.mark.timeout(240)  # two overlaps of 45 s run out, one after the other
+def test_rotation_every_promised_token_works_in_the_same_container_until_its_deadline(
         kube, cluster, ns, operator):
     name = create_tenant(kube, cluster, ns, token={"previousTokenValidFor": "45s"})
     wait_ready(kube, ns, name)
@@ -165,24 +166,41 @@ def test_rotation_both_tokens_work_in_the_same_container_until_the_deadline(
                what="the first token to work through the ingress controller")
     [before] = pods(kube, ns, name)
 
-    r = kube.request("PATCH", f"{TENANTS.format(ns=ns)}/{name}", json={"metadata": {
-        "annotations": {"scim.sevenlakes.com/rotate-token": "e2e-1"}}},
-        headers={"Content-Type": "application/merge-patch+json"})
-    assert r.status_code == 200, r.text
+    def rotate(request: str) -> None:
+        r = kube.request("PATCH", f"{TENANTS.format(ns=ns)}/{name}", json={"metadata": {
+            "annotations": {"scim.sevenlakes.com/rotate-token": request}}},
+            headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status_code == 200, r.text
+
+    rotate("e2e-1")
     rotated = eventually(lambda: (s := secret(kube, ns, name)).get("previous-token") and s,
                          what="the rotation")
     assert rotated["previous-token"] == first and rotated["token"] != first
+    second = rotated["token"]
     # The kubelet refreshes the Secret volume; the server re-reads its token files.
-    eventually(lambda: entra.test_connection(rotated["token"]) == 200, timeout=40,
+    eventually(lambda: entra.test_connection(second) == 200, timeout=40,
                what="the new token to work in the running server")
     assert entra.test_connection(first) == 200
+    # A second rotation inside the overlap keeps the first one's promise: the token Entra
+    # still holds works until its own deadline.
+    rotate("e2e-2")
+    again = eventually(lambda: (s := secret(kube, ns, name))["token"] not in (first, second)
+                       and s, what="the second rotation")
+    third = again["token"]
+    assert again["previous-token"].splitlines() == [first, second]
+    eventually(lambda: entra.test_connection(third) == 200, timeout=40,
+               what="the third token to work in the running server")
+    assert entra.test_connection(first) == 200 and entra.test_connection(second) == 200
     [during] = pods(kube, ns, name)
     assert during["metadata"]["uid"] == before["metadata"]["uid"]
     restarts = during["status"]["containerStatuses"][0]["restartCount"]
 
+    # Each promise ends at its own deadline, the first one first.
     eventually(lambda: entra.test_connection(first) == 401, timeout=120,
-               what="the previous token to stop working after its deadline")
-    assert entra.test_connection(rotated["token"]) == 200
+               what="the first token to stop working after its deadline")
+    eventually(lambda: entra.test_connection(second) == 401, timeout=120,
+               what="the second token to stop working after its deadline")
+    assert entra.test_connection(third) == 200
     [after] = pods(kube, ns, name)
     assert after["metadata"]["uid"] == before["metadata"]["uid"]
     assert after["status"]["containerStatuses"][0]["restartCount"] == restarts

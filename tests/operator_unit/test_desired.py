@@ -124,19 +124,20 @@ def test_ingress_optional_parts_and_its_absence():
 def test_deletion_policy_decides_ownership_of_volume_and_secret(policy, owned):
     t = resolve(body(storage={"deletionPolicy": policy}), CFG)
     assert bool(owner_uids(kinds(t)["PersistentVolumeClaim"])) is owned
-    assert bool(owner_uids(token_secret(t, "cur", None, {}))) is owned
+    assert bool(owner_uids(token_secret(t, {"token": "cur"}, {}))) is owned
     assert owner_uids(kinds(t)["Service"]) == ["uid-1"]  # the rest is always owned
 
 
 def test_token_secret_holds_current_previous_and_url():
     t = resolve(body(), CFG)
-    s = token_secret(t, "cur", "old", {"scim.sevenlakes.com/issued-at": "t"})
+    s = token_secret(t, {"token": "cur", "previous-token": "old"},
+                     {"scim.sevenlakes.com/issued-at": "t"})
     decoded = {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
     assert decoded == {"token": "cur", "previous-token": "old",
                        "url": "https://acme.scim.example.com/scim/v2"}
     assert s["metadata"]["annotations"] == {"scim.sevenlakes.com/issued-at": "t"}
     assert s["type"] == "Opaque" and "stringData" not in s
-    assert "previous-token" not in token_secret(t, "cur", None, {})["data"]
+    assert "previous-token" not in token_secret(t, {"token": "cur"}, {})["data"]
 
 
 def test_pvc_size_and_class():
@@ -221,7 +222,7 @@ def manifests(bodies: list[dict], cfgs: list[OperatorConfig], v) -> list[dict]:
     for cfg in cfgs:
         for b in bodies:
             t = resolve(b, cfg)
-            secret = token_secret(t, v(900), v(901), {v(902): v(903)})
+            secret = token_secret(t, {"token": v(900), "previous-token": v(901)}, {v(902): v(903)})
             secret["data"] = {k: base64.b64decode(x).decode() for k, x in secret["data"].items()}
             out += [*children(t), secret]
     return out

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from joyn_operator.status import Observed, conditions
+from joyn_operator.status import Observed, conditions, merge_patch
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 URL = "https://acme.scim.example.com/scim/v2"
@@ -102,3 +102,14 @@ def test_a_child_the_api_server_refused_is_degraded_apply_failed():
     c = conds(healthy(apply_errors=["PATCH .../ingresses/acme-scim: 422 invalid annotation"]))
     assert (c["Degraded"]["status"], c["Degraded"]["reason"]) == ("True", "ApplyFailed")
     assert c["Ready"]["reason"] == "ApplyFailed" and "invalid annotation" in c["Ready"]["message"]
+
+
+def test_merge_patch_nulls_keys_gone_at_any_depth_and_is_empty_when_equal():
+    old = {"url": "u", "token": {"issuedAt": "a", "previousValidUntil": "b"},
+           "conditions": [{"type": "Ready"}], "gone": 1}
+    new = {"url": "u", "token": {"issuedAt": "a"}, "conditions": [{"type": "Ready"}]}
+    assert merge_patch(old, new) == {"token": {"previousValidUntil": None}, "gone": None}
+    assert merge_patch(new, new) == {}
+    assert merge_patch({}, new) == new
+    assert merge_patch({"token": "x"}, {"token": {"a": 1}}) == {"token": {"a": 1}}
+    assert merge_patch(new, {**new, "conditions": []}) == {"conditions": []}

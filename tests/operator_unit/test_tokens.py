@@ -4,7 +4,13 @@ from datetime import UTC, datetime, timedelta
 from itertools import count
 
 import pytest
-from joyn_operator.tokens import TokenState, new_token, next_state, parse_duration
+from joyn_operator.tokens import (
+    MAX_PREVIOUS,
+    TokenState,
+    new_token,
+    next_state,
+    parse_duration,
+)
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 DAY = timedelta(hours=72)
@@ -22,7 +28,7 @@ def test_new_token_is_256_bits_urlsafe():
 
 def test_created_once_then_never_changed():
     state, events = next_state(None, None, DAY, NOW, gen())
-    assert state.current == "tok-1" and state.previous is None
+    assert state.current == "tok-1" and state.previous == ()
     assert [e.reason for e in events] == ["TokenGenerated"]
     again, events = next_state(state, None, DAY, NOW + timedelta(days=30), gen())
     assert again == state and events == []
@@ -32,7 +38,8 @@ def test_rotation_keeps_previous_until_deadline_then_drops_it():
     g = gen()
     state, _ = next_state(None, None, DAY, NOW, g)
     rotated, events = next_state(state, "2026-11-26T13:00", DAY, NOW + timedelta(hours=1), g)
-    assert rotated.previous == state.current and rotated.current != state.current
+    assert [p.token for p in rotated.previous] == [state.current]
+    assert rotated.current != state.current
     assert rotated.previous_valid_until == NOW + timedelta(hours=1) + DAY
     assert [e.reason for e in events] == ["TokenRotated"]
     assert state.current not in events[0].message and rotated.current not in events[0].message
@@ -42,17 +49,63 @@ def test_rotation_keeps_previous_until_deadline_then_drops_it():
     # past the deadline: the previous token goes
     later = NOW + timedelta(hours=1) + DAY
     expired, events = next_state(rotated, "2026-11-26T13:00", DAY, later, g)
-    assert expired.previous is None and expired.current == rotated.current
+    assert expired.previous == () and expired.current == rotated.current
     assert [e.reason for e in events] == ["PreviousTokenExpired"]
 
 
-def test_state_round_trips_through_secret_annotations():
+def test_a_second_rotation_in_an_overlap_keeps_the_first_ones_promise():
+    g = gen()
+    t0, _ = next_state(None, None, DAY, NOW, g)
+    t1, _ = next_state(t0, "r1", DAY, NOW, g)
+    t2, events = next_state(t1, "r2", DAY, NOW + timedelta(minutes=5), g)
+    # Entra still holds t0's token: it works until the first deadline, t1's until the second
+    assert [(p.token, p.valid_until) for p in t2.previous] == [
+        (t0.current, NOW + DAY), (t1.current, NOW + timedelta(minutes=5) + DAY)]
+    assert t2.previous_valid_until == NOW + DAY and [e.reason for e in events] == ["TokenRotated"]
+    first_gone, events = next_state(t2, "r2", DAY, NOW + DAY, g)
+    assert [p.token for p in first_gone.previous] == [t1.current]
+    assert [e.reason for e in events] == ["PreviousTokenExpired"]
+
+
+def test_rotations_beyond_the_limit_are_refused_once():
     g = gen()
     state, _ = next_state(None, None, DAY, NOW, g)
+    for i in range(MAX_PREVIOUS):
+        state, _ = next_state(state, f"r{i}", DAY, NOW, g)
+    refused, events = next_state(state, "one-more", DAY, NOW, g)
+    assert refused.current == state.current and refused.previous == state.previous
+    assert [(e.reason, e.type) for e in events] == [("RotationRefused", "Warning")]
+    again, events = next_state(refused, "one-more", DAY, NOW, g)
+    assert again == refused and events == []
+
+
+def test_a_lost_secret_replaces_the_token_loudly_until_acknowledged():
+    state, events = next_state(None, None, DAY, NOW, gen(), lost=True, acknowledge="old-ack")
+    assert state.replaced_at == NOW and state.replaced_ack == "old-ack"
+    assert [(e.reason, e.type) for e in events] == [("TokenReplaced", "Warning")]
+    assert state.current not in events[0].message
+    kept, events = next_state(state, None, DAY, NOW, gen(), acknowledge="old-ack")
+    assert kept == state and events == []
+    acked, events = next_state(state, None, DAY, NOW, gen(), acknowledge="handed over")
+    assert acked.replaced_at is None and acked.current == state.current
+    assert [e.reason for e in events] == ["TokenReplacementAcknowledged"]
+
+
+def test_state_round_trips_through_the_secret():
+    g = gen()
+    state, _ = next_state(None, None, DAY, NOW, g, lost=True)
     rotated, _ = next_state(state, "r1", DAY, NOW, g)
-    data = {"token": rotated.current, "previous-token": rotated.previous}
-    assert TokenState.from_secret(data, rotated.annotations(), NOW) == rotated
+    twice, _ = next_state(rotated, "r2", DAY, NOW + timedelta(hours=1), g)
+    assert TokenState.from_secret(twice.data(), twice.annotations(), NOW) == twice
+    assert twice.data()["previous-token"] == f"{state.current}\n{rotated.current}"
     assert TokenState.from_secret({}, {}, NOW) is None
+
+
+def test_a_previous_token_without_a_deadline_ends_now():
+    data = {"token": "cur", "previous-token": "old"}
+    state = TokenState.from_secret(data, {}, NOW)
+    assert [(p.token, p.valid_until) for p in state.previous] == [("old", NOW)]
+    assert next_state(state, None, DAY, NOW, gen())[0].previous == ()
 
 
 @pytest.mark.parametrize("text,expected", [("72h", timedelta(hours=72)),
