@@ -110,6 +110,7 @@ class ControlPlane:
         self.kubelet_client_ca: Path | None = None
         self.api_port = 0
         self.etcd_port = 0
+        self.apiserver_args: tuple[str, ...] = ()
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -144,13 +145,16 @@ class ControlPlane:
         wait_for(what, check, self.procs, self.logs, timeout)
 
     def start(self, detach: bool = False, address: str | None = None,
-              service_range: str | None = None) -> ControlPlane:
+              service_range: str | None = None,
+              apiserver_args: tuple[str, ...] = ()) -> ControlPlane:
         """Start every component; if one fails to come up, stop the others before raising.
         `detach`: each in a session of its own, so a terminal's Ctrl-C reaches only our owner.
         `address` and `service_range`: where the API server listens (port 443) and the Services'
-        ClusterIPs, the range's first address being the API server's own."""
+        ClusterIPs, the range's first address being the API server's own. `apiserver_args`:
+        more flags for the API server (the operator benchmark's audit log)."""
         self.address = address or self.address
         self.service_range = service_range or self.service_range
+        self.apiserver_args = apiserver_args
         try:
             return self._start(detach)
         except BaseException:
@@ -205,7 +209,7 @@ class ControlPlane:
             f"--kubelet-client-certificate={kubelet_client[0]}",
             f"--kubelet-client-key={kubelet_client[1]}",
             "--kubelet-preferred-address-types=InternalIP",
-            "--allow-privileged=true", "--profiling=false",
+            "--allow-privileged=true", "--profiling=false", *self.apiserver_args,
         ], detach)
         self._wait("kube-apiserver /readyz",
                    lambda: self.ca_file.exists() and self._get(f"{self.server}/readyz") == 200)

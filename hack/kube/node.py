@@ -9,9 +9,10 @@ cgroup v1 hierarchy), the network namespaces of its pods, the CNI cache entries 
 kubelet's /var/log/containers links. `stop()` tears pods down through the CRI first (crictl,
 so the bridge plugin releases each pod's veth and address), then sweeps whatever a crash left.
 
-The pod network is one bridge owned by the node with a /24 of its own; the host reaches pod IPs
-over it directly. The Service range is a second /24 (10.218.N.0/24 beside the pods'
-10.217.N.0/24) whose first address, the `kubernetes` Service's ClusterIP, the host owns on the
+The pod network is one bridge owned by the node with a /24 of its own (10.217.N.0/24); the host
+reaches pod IPs over it directly. The Service range is a /20 of its own (4,096 addresses, room
+for the scale benchmark's 500 tenants: 10.64.0.0/12 cut in sixteenths by N) whose first
+address, the `kubernetes` Service's ClusterIP, the host owns on the
 bridge: the API server listens on it at port 443, so a pod reaches the API exactly where the
 kubelet tells it to (KUBERNETES_SERVICE_HOST/PORT) with no NAT in between. No kube-proxy runs:
 its iptables chains have fixed, machine-wide names, so two clusters here (the test cluster and
@@ -22,6 +23,7 @@ run here resolve no names.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
@@ -53,15 +55,25 @@ def _run(*args: str, check: bool = True, timeout: float = 60) -> subprocess.Comp
                           timeout=timeout)
 
 
+def networks(n: int) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Network]:
+    """Cluster N's pod and Service ranges."""
+    services = list(ipaddress.ip_network("10.64.0.0/12").subnets(new_prefix=20))[n]
+    return ipaddress.ip_network(f"10.217.{n}.0/24"), services
+
+
 def _free_network() -> int:
-    """An N for which no route on this machine (the local table's included) touches
-    10.217.N.0/24 (the pods) or 10.218.N.0/24 (the Services)."""
+    """An N whose ranges no route on this machine (the local table's included) touches."""
     routes = _run("ip", "-4", "route", "show", "table", "all").stdout
-    used = {int(word.split(".")[2]) for word in routes.split()
-            if word.startswith(("10.217.", "10.218."))}
-    free = [n for n in range(1, 255) if n not in used]
+    used = []
+    for word in routes.split():
+        try:
+            used.append(ipaddress.ip_network(word, strict=False))
+        except ValueError:
+            continue
+    free = [n for n in range(1, 255)
+            if not any(net.overlaps(u) for net in networks(n) for u in used if u.version == 4)]
     if not free:
-        raise RuntimeError("no free 10.217.N.0/24 and 10.218.N.0/24 for the cluster")
+        raise RuntimeError("no free pod and Service ranges for the cluster")
     return random.choice(free)
 
 
@@ -158,8 +170,9 @@ class Node:
         plane starts, which listens on that address."""
         self.dir.mkdir(parents=True, exist_ok=True)
         n = _free_network()
-        self.subnet, self.gateway = f"10.217.{n}.0/24", f"10.217.{n}.1"
-        self.service_range, self.api_address = f"10.218.{n}.0/24", f"10.218.{n}.1"
+        pods, services = networks(n)
+        self.subnet, self.gateway = str(pods), str(pods[1])
+        self.service_range, self.api_address = str(services), str(services[1])
         _run("ip", "link", "add", "name", self.bridge, "type", "bridge")
         _run("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
         # /32: the host owns this one address; the rest of the Service range stays unrouted.
