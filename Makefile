@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve test lint bench clean node-deps kube-bins image dev-cluster dev-cluster-down \
+.PHONY: demo serve test lint bench bench-operator clean node-deps kube-bins image dev-cluster dev-cluster-down \
 	kind-up kind-down test-e2e
 
 $(STAMP): pyproject.toml tests/conformance/package-lock.json
@@ -75,6 +75,9 @@ bench: $(STAMP)  ## our server vs scim2-server 0.8.3, same ASGI server (needs wr
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/bench.py $(ARGS)
+
+bench-operator: $(STAMP) kube-bins  ## the operator with 500 tenants: cold start, idle, restart (ARGS="--baseline REF")
+	KUBE_BINS_DIR=$$(hack/kube/build.sh) $(BIN)/python bench/operator_scale.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) joyn-scim-data joyn-scim-demo .pytest_cache .ruff_cache

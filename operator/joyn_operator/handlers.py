@@ -28,12 +28,38 @@ from .tokens import Event, parse_time
 log = logging.getLogger("joyn_operator")
 CHILD_LABELS = {MANAGED_BY_LABEL: MANAGED_BY}
 # The memo (kopf.Memo, built by main.run before kopf starts) holds all the operator's state:
-# config, login, kube, locks (per tenant), deadlines (a task per tenant in a token overlap),
-# resync (the periodic task). kopf gives each object a shallow copy, so all share these.
+# config, login, kube (a CachedKube reading from cache, the watches' objects), locks (per
+# tenant), queued and again (the coalescing of reconciles), gate (their concurrency),
+# deadlines (a task per tenant in a token overlap), routes (the tenant_routes index), resync
+# (the periodic task). kopf gives each object a shallow copy, so all share these.
+
+
+# Reconciles at once, over all tenants: enough to keep the API server busy, few enough that a
+# restart with hundreds of tenants queues them instead of opening hundreds of requests.
+CONCURRENT_RECONCILES = 16
 
 
 async def _run(body: dict, memo: kopf.Memo) -> None:
+    """Reconcile a tenant, coalescing: a request that arrives while one runs or waits for the
+    same tenant only marks it to run once more afterwards (a new tenant's children send a
+    burst of events; each would otherwise be a whole reconcile)."""
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    if key in memo.queued:
+        memo.again.add(key)
+        return
+    memo.queued.add(key)
+    try:
+        while True:
+            memo.again.discard(key)
+            async with memo.gate:
+                await _reconcile_once(body, key, memo)
+            if key not in memo.again:
+                return
+    finally:
+        memo.queued.discard(key)
+
+
+async def _reconcile_once(body: dict, key: tuple[str, str], memo: kopf.Memo) -> None:
 
     async def emit(obj: dict, e: Event) -> None:
         # Posted through our own client, not kopf.event: kopf posts only from inside its
@@ -194,22 +220,28 @@ async def _reconcile_all(keys, memo: kopf.Memo) -> None:
 @kopf.on.event("", "v1", "secrets")
 async def referenced_secret(event: dict, memo: kopf.Memo, tenant_refs: kopf.Index,
                             **_) -> None:
-    """A bring-your-own token Secret or a TLS Secret appeared, changed or went."""
+    """A bring-your-own token Secret or a TLS Secret appeared, changed or went. (Other
+    Secrets are not kept: the operator reads none of them.)"""
     meta = (event.get("object") or {}).get("metadata") or {}
-    await _reconcile_all(tenant_refs.get(("Secret", meta.get("namespace"), meta.get("name")),
-                                         ()), memo)
+    tenants = tenant_refs.get(("Secret", meta.get("namespace"), meta.get("name")), ())
+    if tenants:
+        memo.cache.seen(event.get("type"), event["object"])
+        await _reconcile_all(tenants, memo)
 
 
 @kopf.on.event("networking.k8s.io", "v1", "ingressclasses")
 async def referenced_ingress_class(event: dict, memo: kopf.Memo, tenant_refs: kopf.Index,
                                    **_) -> None:
+    memo.cache.seen(event.get("type"), event["object"])
     meta = (event.get("object") or {}).get("metadata") or {}
     await _reconcile_all(tenant_refs.get(("IngressClass", "", meta.get("name")), ()), memo)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def tenant_gone(event: dict, memo: kopf.Memo, tenant_routes: kopf.Index, **_) -> None:
-    """A deleted tenant frees its host and path for a tenant that was refused them."""
+async def tenant_event(event: dict, memo: kopf.Memo, tenant_routes: kopf.Index, **_) -> None:
+    """Every tenant as the watch shows it, for the reconcile to read; a deleted one frees its
+    host and path for a tenant that was refused them."""
+    memo.cache.seen(event.get("type"), event["object"])
     if event.get("type") != "DELETED":
         return
     t = _resolved(event["object"], memo)
@@ -220,6 +252,8 @@ async def tenant_gone(event: dict, memo: kopf.Memo, tenant_routes: kopf.Index, *
 
 async def _child_event(event: dict, memo: kopf.Memo, **_) -> None:
     obj = event.get("object") or {}
+    if not memo.cache.seen(event.get("type"), obj):
+        return  # an older copy, or a pod change no condition reads
     meta = obj.get("metadata") or {}
     name = (meta.get("labels") or {}).get(INSTANCE_LABEL)
     if not name or not meta.get("namespace"):

@@ -113,9 +113,11 @@ class Kube:
             content_type="application/apply-patch+yaml", redact=obj["kind"] == "Secret")
         return data, status == 201
 
-    async def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> None:
-        await self.request("PATCH", f"{path(kind, namespace, name)}/status",
-                           body={"status": status}, content_type="application/merge-patch+json")
+    async def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> dict:
+        """A merge patch of the status; returns the object as it is now."""
+        return (await self.request("PATCH", f"{path(kind, namespace, name)}/status",
+                                   body={"status": status},
+                                   content_type="application/merge-patch+json"))[1]
 
     async def post_event(self, obj: dict, type_: str, reason: str, message: str) -> None:
         """A core/v1 Event about `obj`. Messages are written by us and never hold a token."""

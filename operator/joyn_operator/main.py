@@ -8,6 +8,7 @@ imports this package, so imports go one way only.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import logging
 import sys
@@ -77,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
 
     import kopf
 
-    from . import handlers  # noqa: F401 - registers the handlers
+    from . import handlers  # registers the handlers
+    from .cache import CachedKube, ObjectCache
     from .kube import Kube
     from .login import Login
     from .reconcile import KeyedLocks
@@ -89,12 +91,17 @@ def run(args: argparse.Namespace) -> int:
     # kubernetes_asyncio logs whole response bodies at debug, a Secret's included: never.
     for noisy in ("kubernetes_asyncio", "aiohttp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if cfg.log_level != "debug":  # kopf logs each minute's re-read of the credentials
-        for name in ("kopf._core.engines.activities", "kopf.activities.authentication"):
+    if cfg.log_level != "debug":
+        # kopf logs each minute's re-read of the credentials, and a line for every handled
+        # event of every child ("Handler '_child_event' succeeded."): thousands a minute.
+        for name in ("kopf._core.engines.activities", "kopf.activities.authentication",
+                     "kopf.objects"):
             logging.getLogger(name).setLevel(logging.WARNING)
     login = Login(cfg.kubeconfig, cfg.context)
-    memo = kopf.Memo(config=cfg, login=login, kube=Kube(login), locks=KeyedLocks(),
-                     deadlines={}, resync=None, routes={})
+    cache = ObjectCache()
+    memo = kopf.Memo(config=cfg, login=login, kube=CachedKube(Kube(login), cache), cache=cache,
+                     locks=KeyedLocks(), deadlines={}, resync=None, routes={}, queued=set(),
+                     again=set(), gate=asyncio.Semaphore(handlers.CONCURRENT_RECONCILES))
     kopf.run(standalone=True, clusterwide=cfg.clusterwide,
              namespaces=list(cfg.watch_namespaces), liveness_endpoint=cfg.liveness_endpoint or None,
              memo=memo)

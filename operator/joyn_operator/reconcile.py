@@ -113,6 +113,16 @@ def _stamped(obj: dict) -> dict:
     return obj
 
 
+def _current(before: dict | None, obj: dict) -> bool:
+    """Whether `before` already is `obj`: it carries the same desired digest and every field
+    the operator sets holds its value. Then the apply would change nothing and is skipped."""
+    if before is None:
+        return False
+    digest = (before["metadata"].get("annotations") or {}).get(DESIRED_DIGEST)
+    return digest == obj["metadata"]["annotations"][DESIRED_DIGEST] and \
+        _project(before, obj) == obj
+
+
 def _project(value, shape):
     """`value` cut down to the fields `shape` has (the fields the operator sets)."""
     if isinstance(shape, dict) and isinstance(value, dict):
@@ -174,7 +184,9 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
             state, events = next_state(existing, t.rotate_request, t.token.previous_valid_for,
                                        now, lost=lost, acknowledge=t.replaced_ack)
             try:
-                await kube.apply(token_secret(t, state.data(), state.annotations()))
+                wanted_secret = _stamped(token_secret(t, state.data(), state.annotations()))
+                if not _current(secret, wanted_secret):
+                    await kube.apply(wanted_secret)
             except KubeError as e:
                 state = existing  # nothing changed; whatever the events said did not happen
                 events = []
@@ -296,6 +308,9 @@ async def _apply_child(obj: dict, t: ResolvedTenant, body: dict, kube: Kube, emi
     if before is not None and not _ours(before, t):
         raise NameConflict(f"{obj['kind']} {meta['name']} exists and was not created by the "
                            "operator; it is left as it is (rename or delete it)")
+    if _current(before, obj):
+        applied[obj["kind"]] = before
+        return
     try:
         after, created = await kube.apply(obj)
     except KubeError as e:
