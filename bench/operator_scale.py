@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -102,7 +103,7 @@ def tenant(i: int) -> dict:
 
 
 async def apply_tenants(cp: ControlPlane, n: int) -> None:
-    async with httpx.AsyncClient(base_url=cp.server, verify=str(cp.ca_file), timeout=60,
+    async with httpx.AsyncClient(base_url=cp.server, verify=ssl.create_default_context(cafile=str(cp.ca_file)), timeout=60,
                                  headers={"Authorization": f"Bearer {cp.token}"}) as http:
         gate = asyncio.Semaphore(16)
 
@@ -193,7 +194,7 @@ def run(label: str, source: Path, n: int, bins: Path, timeout: float) -> dict:
         cp.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                    "crd/joynscimtenants.scim.sevenlakes.com")
         cp.kubectl("create", "namespace", NAMESPACE)
-        http = httpx.Client(base_url=cp.server, verify=str(cp.ca_file), timeout=60,
+        http = httpx.Client(base_url=cp.server, verify=ssl.create_default_context(cafile=str(cp.ca_file)), timeout=60,
                             headers={"Authorization": f"Bearer {cp.token}"})
         op.start()
         time.sleep(3)  # kopf's start-up, before the clock starts

@@ -264,7 +264,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
             "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
                              "imagefs.available": "1%"},
-            "maxPods": 30, "serializeImagePulls": False,
+            "maxPods": 60, "serializeImagePulls": False,
         }
         (d / "config.json").write_text(json.dumps(config, indent=2))
         kubeconfig = self.cp.write_kubeconfig(d / "kubeconfig", "node", self.cp.node_token)

@@ -60,7 +60,6 @@ async def _run(body: dict, memo: kopf.Memo) -> None:
 
 
 async def _reconcile_once(body: dict, key: tuple[str, str], memo: kopf.Memo) -> None:
-
     async def emit(obj: dict, e: Event) -> None:
         # Posted through our own client, not kopf.event: kopf posts only from inside its
         # handler contexts, and the resync and deadline wake-ups run outside them.

@@ -24,8 +24,11 @@ QUICK = 20  # seconds: a watch event, not the resync
 
 
 @pytest.fixture(scope="module")
-def ns(kube, tenant_crd) -> str:
-    return kube.namespace("refs")
+def ns(kube, tenant_crd):
+    name = kube.namespace("refs")
+    yield name
+    # The node runs this module's servers; later modules need its room (the kubelet's maxPods).
+    kube.delete(f"/api/v1/namespaces/{name}")
 
 
 @pytest.fixture(scope="module")
