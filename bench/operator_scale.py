@@ -170,6 +170,14 @@ def reconciles_total(op: Operator) -> dict[str, float]:
         re.M)}
 
 
+def _answers(op: Operator) -> bool:
+    try:
+        operator_metrics(op)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
 def tenants_seen(op: Operator) -> int:
     """Distinct tenants this operator process has reconciled (each one sets its gauge)."""
     try:
@@ -197,7 +205,7 @@ def run(label: str, source: Path, n: int, bins: Path, timeout: float) -> dict:
         http = httpx.Client(base_url=cp.server, verify=ssl.create_default_context(cafile=str(cp.ca_file)), timeout=60,
                             headers={"Authorization": f"Bearer {cp.token}"})
         op.start()
-        time.sleep(3)  # kopf's start-up, before the clock starts
+        wait_all(http, op, 1, lambda: int(_answers(op)), timeout)  # kopf up, before the clock
         t0, cpu0 = time.time(), op.cpu_seconds()
         asyncio.run(apply_tenants(cp, n))
         cold = wait_all(http, op, n, lambda: reconciled(http), timeout)

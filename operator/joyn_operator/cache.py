@@ -92,15 +92,19 @@ class ObjectCache:
             else:
                 self._objects.pop(url, None)
             return True
-        before = self._objects.get(url)
-        if not before or _newer(obj, before):
-            self._objects[url] = obj
-            return True
-        return False
+        changed = not self._objects.get(url) or _newer(obj, self._objects[url])
+        self.put(url, obj)
+        return changed
 
     def get(self, url: str) -> dict | None:
         """The object, ABSENT when the watch shows it is not there, None when unknown."""
         return self._objects.get(url)
+
+    def put(self, url: str, obj: dict) -> None:
+        """An object read from the API server at `url`, unless the watch has shown a newer."""
+        before = self._objects.get(url)
+        if not before or _newer(obj, before):
+            self._objects[url] = obj
 
     def absent(self, url: str) -> None:
         """The API server said 404: remembered where the watch would tell of a change."""
@@ -130,9 +134,8 @@ class CachedKube:
         got = await self.kube.get(url)
         if got is None:
             self.cache.absent(url)
-            return None
-        got = got if "kind" in got else {**got, "kind": _kind_of(url)}
-        self.cache.seen(None, got)
+        else:
+            self.cache.put(url, got)
         return got
 
     async def list(self, url: str, label_selector: str | None = None) -> list[dict]:
@@ -163,12 +166,3 @@ class CachedKube:
     async def close(self) -> None:
         await self.kube.close()
 
-
-def _kind_of(url: str) -> str | None:
-    for kind, (prefix, plural) in KINDS.items():
-        if url.startswith(prefix) and f"/{plural}/" in url:
-            return kind
-    for kind, prefix in CLUSTER_PATHS.items():
-        if url.startswith(prefix):
-            return kind
-    return None

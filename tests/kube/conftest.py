@@ -139,6 +139,25 @@ class OperatorProcess:
                 self.proc.wait()
 
 
+def module_namespace(kube: Kube, prefix: str):
+    """A fixture body: a namespace for one test module, deleted after it (the node's servers
+    in it would otherwise take the room later modules need: the kubelet's maxPods)."""
+    name = kube.namespace(prefix)
+    yield name
+    kube.delete(f"/api/v1/namespaces/{name}")
+
+
+def module_operator(cluster, namespace: str, tmp_path_factory, request, **env: str):
+    """A fixture body: `joyn-scim operator` watching `namespace` for one test module, its log
+    printed if a test of the session failed."""
+    op = OperatorProcess(cluster.cp, namespace, tmp_path_factory.mktemp("operator"),
+                         **env).start()
+    yield op
+    op.stop()
+    if request.session.testsfailed:
+        print(f"--- operator log ---\n{op.log.read_text()[-6000:]}")
+
+
 def built(folder: str, env: str, what: str) -> Path:
     """The folder hack/<folder>/build.sh builds into; fails under CI, else skips, if absent."""
     bins = binaries_dir(script=ROOT / "hack" / folder / "build.sh", env=env)

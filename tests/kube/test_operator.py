@@ -10,30 +10,23 @@ import secrets
 import httpx
 import pytest
 
-from .conftest import Kube, OperatorProcess, eventually
+from .conftest import Kube, OperatorProcess, eventually, module_namespace, module_operator
 
 DOMAIN = "scim.test"
 
 
 @pytest.fixture(scope="module")
 def ns(kube, tenant_crd):
-    name = kube.namespace("op")
-    yield name
-    # The node runs this module's servers; later modules need its room (the kubelet's maxPods).
-    kube.delete(f"/api/v1/namespaces/{name}")
+    yield from module_namespace(kube, "op")
 
 
 @pytest.fixture(scope="module")
 def operator(cluster, ns, tmp_path_factory, request):
     # The node runs each tenant's server from the image built here; the IngressClass "nginx"
     # does not exist in this cluster (the ingress end to end is in test_tenant_e2e.py).
-    op = OperatorProcess(cluster.cp, ns, tmp_path_factory.mktemp("operator"), DOMAIN=DOMAIN,
-                         SERVER_IMAGE=cluster.images.app, INGRESS_CLASS="nginx",
-                         RESYNC_SECONDS="3").start()
-    yield op
-    op.stop()
-    if request.session.testsfailed:
-        print(f"--- operator log ---\n{op.log.read_text()[-6000:]}")
+    yield from module_operator(cluster, ns, tmp_path_factory, request, DOMAIN=DOMAIN,
+                               SERVER_IMAGE=cluster.images.app, INGRESS_CLASS="nginx",
+                               RESYNC_SECONDS="3")
 
 
 def tenants_url(ns: str) -> str:

@@ -10,7 +10,7 @@ import secrets
 
 import pytest
 
-from .conftest import OperatorProcess, eventually
+from .conftest import eventually, module_namespace, module_operator
 from .test_operator import (
     INGRESSES,
     SECRETS,
@@ -25,21 +25,14 @@ QUICK = 20  # seconds: a watch event, not the resync
 
 @pytest.fixture(scope="module")
 def ns(kube, tenant_crd):
-    name = kube.namespace("refs")
-    yield name
-    # The node runs this module's servers; later modules need its room (the kubelet's maxPods).
-    kube.delete(f"/api/v1/namespaces/{name}")
+    yield from module_namespace(kube, "refs")
 
 
 @pytest.fixture(scope="module")
 def operator(cluster, ns, tmp_path_factory, request):
-    op = OperatorProcess(cluster.cp, ns, tmp_path_factory.mktemp("operator"),
-                         DOMAIN="scim.test", SERVER_IMAGE=cluster.images.app,
-                         INGRESS_CLASS="traefik", RESYNC_SECONDS="600").start()
-    yield op
-    op.stop()
-    if request.session.testsfailed:
-        print(f"--- operator log ---\n{op.log.read_text()[-6000:]}")
+    yield from module_operator(cluster, ns, tmp_path_factory, request, DOMAIN="scim.test",
+                               SERVER_IMAGE=cluster.images.app, INGRESS_CLASS="traefik",
+                               RESYNC_SECONDS="600")
 
 
 def reason(kube, ns, name, condition: str) -> str | None:

@@ -12,7 +12,7 @@ import ssl
 import httpx
 import pytest
 
-from .conftest import OperatorProcess, eventually
+from .conftest import OperatorProcess, eventually, module_namespace
 from .test_operator import SECRETS, child, tenants_url
 
 TENANTS = 200
@@ -22,9 +22,7 @@ NOWHERE = {"nodeSelector": {"scim.sevenlakes.com/benchmark": "nowhere"}}
 
 @pytest.fixture(scope="module")
 def ns(kube, tenant_crd):
-    name = kube.namespace("scale")
-    yield name
-    kube.delete(f"/api/v1/namespaces/{name}")
+    yield from module_namespace(kube, "scale")
 
 
 def tenant_ready_series(op: OperatorProcess) -> int:

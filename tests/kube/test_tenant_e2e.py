@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from .conftest import CHART, Helm, OperatorProcess, chart_values, eventually
+from .conftest import CHART, Helm, chart_values, eventually, module_operator
 
 TENANTS = "/apis/scim.sevenlakes.com/v1alpha1/namespaces/{ns}/joynscimtenants"
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -30,12 +30,7 @@ def operator(request, cluster, kube, tenant_crd, tools_bins, tmp_path_factory):
     settings = {"DOMAIN": cluster.domain, "SERVER_IMAGE": cluster.images.app,
                 "INGRESS_CLASS": "traefik", "RESYNC_SECONDS": "10"}
     if request.param == "process":
-        op = OperatorProcess(cluster.cp, ns, tmp_path_factory.mktemp("operator"),
-                             **settings).start()
-        yield op
-        op.stop()
-        if request.session.testsfailed:
-            print(f"--- operator log ---\n{op.log.read_text()[-6000:]}")
+        yield from module_operator(cluster, ns, tmp_path_factory, request, **settings)
         return
     helm = Helm(tools_bins, tmp_path_factory.mktemp("helm"), cluster.cp.kubeconfig)
     home = kube.namespace("e2e-operator")

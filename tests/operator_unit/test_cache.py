@@ -67,7 +67,7 @@ def test_reads_come_from_the_cache_once_it_has_them():
     url = "/api/v1/namespaces/customers/services/acme-scim"
     first = asyncio.run(kube.get(url))
     again = asyncio.run(kube.get(url))
-    assert first == again and api.calls == [("get", url)]  # stored with its kind from the URL
+    assert first == again and api.calls == [("get", url)]  # stored under its URL
     asyncio.run(kube.apply(obj("Service", "acme-scim", 0)))
     assert asyncio.run(kube.get(url))["metadata"]["resourceVersion"] == "9"
     pods = "/api/v1/namespaces/customers/pods"
