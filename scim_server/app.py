@@ -32,6 +32,8 @@ from .storage import Query, Storage
 
 log = logging.getLogger("scim_server.access")
 SCIM_JSON = "application/scim+json"
+MAX_INDEX = 2**63 - 1  # SQLite's largest integer: a startIndex beyond it is as empty
+MAX_JSON_DEPTH = 32  # a SCIM resource nests 4 deep; deeper only costs recursion
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,16 @@ class ScimService:
             if len(body) > cap:
                 raise ScimError(413, f"The request body is larger than {cap} bytes")
         try:
-            return orjson.loads(body)
+            doc = orjson.loads(body)
         except orjson.JSONDecodeError as e:
             raise bad_request(f"The request body is not valid JSON: {e.msg} "
                               f"(position {e.pos})", "invalidSyntax") from None
+        # Counting brackets is C-fast; only a body with many is walked.
+        if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH and \
+                _depth(doc) > MAX_JSON_DEPTH:
+            raise bad_request(f"The request body nests more than {MAX_JSON_DEPTH} levels deep",
+                              "invalidSyntax")
+        return doc
 
     @staticmethod
     def list_response(total: int, items: list[dict], start: int) -> Response:
@@ -93,26 +101,33 @@ class ScimService:
         })
 
     def query(self, params: dict, projection: Projection) -> Query:
-        start = _int_param(params, "startIndex", 1)
-        count = _int_param(params, "count", self.settings.max_results)
+        start, count = self.page(params)
         text = params.get("filter")
-        flt = parse_filter(text) if isinstance(text, str) and text.strip() else None
         if text is not None and not isinstance(text, str):
             raise bad_request("filter must be a string", "invalidFilter")
-        order = params.get("sortOrder") or "ascending"
-        if not isinstance(order, str) or order.lower() not in ("ascending", "descending"):
+        flt = parse_filter(text) if text and text.strip() else None
+        order = _str_param(params, "sortOrder") or "ascending"
+        if order.lower() not in ("ascending", "descending"):
             raise bad_request("sortOrder must be 'ascending' or 'descending'")
         members = schemas.GROUP_SCHEMA.attr("members")
         groups = schemas.USER_SCHEMA.attr("groups")
         return Query(
             filter=flt,
-            sort_by=params.get("sortBy") or None,
+            sort_by=_str_param(params, "sortBy") or None,
             descending=order.lower() == "descending",
-            start_index=max(start, 1),
-            count=min(max(count, 0), self.settings.max_results),
+            start_index=start,
+            count=count,
             with_members=projection.wants(schemas.GROUP, members),
             with_groups=projection.wants(schemas.USER, groups),
         )
+
+    def page(self, params: dict) -> tuple[int, int]:
+        """startIndex and count, clamped as RFC 7644 §3.4.2.4 says: below 1 is 1, a negative
+        count is 0, and past the end (even past 2^63) is an empty page."""
+        start = min(max(_int_param(params, "startIndex", 1), 1), MAX_INDEX)
+        count = min(max(_int_param(params, "count", self.settings.max_results), 0),
+                    self.settings.max_results)
+        return start, count
 
     def search(self, request: Request, rt: schemas.ResourceType, params: dict) -> Response:
         projection = Projection.parse(rt, _csv(params.get("attributes")),
@@ -206,9 +221,7 @@ class ScimService:
     async def root_search(self, request: Request) -> Response:
         """`POST /.search` across Users and Groups: one result list, paged as a whole."""
         params = _search_body(await self.read_json(request))
-        start = max(_int_param(params, "startIndex", 1), 1)
-        count = min(max(_int_param(params, "count", self.settings.max_results), 0),
-                    self.settings.max_results)
+        start, count = self.page(params)
         base = self.base_url(request)
         total, out, skip = 0, [], start - 1
         for rt in (schemas.USER_TYPE, schemas.GROUP_TYPE):
@@ -261,6 +274,22 @@ class ScimService:
             self.base_url(request), self.settings.max_results, self.settings.max_body_bytes))
 
 
+def _depth(doc: object) -> int:
+    """How deep objects and arrays nest in `doc` (iterative: a deep body must not recurse)."""
+    deepest, todo = 0, [(doc, 1)]
+    while todo:
+        value, level = todo.pop()
+        if isinstance(value, dict):
+            value = value.values()
+        elif not isinstance(value, list):
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        todo += [(v, level + 1) for v in value]
+    return deepest
+
+
 def _int_param(params: dict, name: str, default: int) -> int:
     value = params.get(name)
     if value is None or value == "":
@@ -273,10 +302,20 @@ def _int_param(params: dict, name: str, default: int) -> int:
         raise bad_request(f"{name} must be an integer, not {value!r}") from None
 
 
+def _str_param(params: dict, name: str) -> str | None:
+    value = params.get(name)
+    if value is not None and not isinstance(value, str):
+        raise bad_request(f"{name} must be a string")
+    return value
+
+
 def _csv(value: object) -> str | None:
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return value if isinstance(value, str) else None
+    """`attributes` as a query parameter ("a,b") or a .search body's array (["a", "b"])."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value)
+    if value is not None and not isinstance(value, str):
+        raise bad_request("attributes and excludedAttributes must be strings")
+    return value
 
 
 _PARAM_NAMES = {n.lower(): n for n in (

@@ -289,8 +289,10 @@ class _Engine:
                                     else MemberChange("remove_where", filter=pp.filter))
                 return
             if sub is not None and sub.name == "display":
+                display = None if op == "remove" or _is_clear(value) else \
+                    canonical_single(sub, value, "members.display")
                 self.changes.append(MemberChange("update_where", filter=pp.filter,
-                                                 display=None if op == "remove" else value))
+                                                 display=display))
                 return
             raise ScimError(400, "Only 'display' of a member can change; members are added "
                             "and removed by value", "mutability")

@@ -166,6 +166,9 @@ def canonical_single(attr: Attribute, value: object, where: str) -> object:
             return value  # kept as sent, so Entra reads back exactly what it wrote
         if not isinstance(value, str):
             raise bad_request(f"Attribute '{where}' must be a string")
+        if "\x00" in value:
+            # SQLite's JSON functions end a string at U+0000, so no filter could find it.
+            raise bad_request(f"Attribute '{where}' must not contain the character U+0000")
         return value
     if t == "boolean":
         b = to_bool(value)

@@ -4,6 +4,8 @@ import pytest
 
 from scim_server.errors import ScimError
 from scim_server.filters import (
+    MAX_DEPTH,
+    MAX_TERMS,
     And,
     Compare,
     Not,
@@ -26,6 +28,14 @@ def test_parentheses_not_and_value_paths():
     assert parse_filter('not (a eq 1) and emails[type eq "work" and value co "@x"]') == And(
         Not(Compare("a", "eq", 1)),
         ValuePath("emails", And(Compare("type", "eq", "work"), Compare("value", "co", "@x"))))
+
+
+def test_a_value_path_with_a_sub_attribute_compares_it_on_the_same_element():
+    # Entra's filter for a mapping to emails[type eq "work"].value.
+    assert parse_filter('emails[type eq "work"].value eq "a@x"') == ValuePath(
+        "emails", And(Compare("type", "eq", "work"), Compare("value", "eq", "a@x")))
+    assert parse_filter('emails[type eq "work"].value pr or x pr') == Or(
+        ValuePath("emails", And(Compare("type", "eq", "work"), Present("value"))), Present("x"))
 
 
 def test_literals_and_escapes():
@@ -51,8 +61,20 @@ def test_malformed_filters(text):
 
 
 def test_depth_limit():
-    with pytest.raises(ScimError):
-        parse_filter("(" * 200 + "a pr" + ")" * 200)
+    assert parse_filter("(" * MAX_DEPTH + "a pr" + ")" * MAX_DEPTH) == Present("a")
+    for text in ("(" * (MAX_DEPTH + 1) + "a pr" + ")" * (MAX_DEPTH + 1),
+                 "not (" * (MAX_DEPTH + 1) + "a pr" + ")" * (MAX_DEPTH + 1),
+                 "a[" * (MAX_DEPTH + 1) + "b pr" + "]" * (MAX_DEPTH + 1)):
+        with pytest.raises(ScimError) as e:
+            parse_filter(text)
+        assert f"more than {MAX_DEPTH} levels" in e.value.detail
+
+
+def test_comparison_limit():
+    assert parse_filter(" or ".join(["a pr"] * MAX_TERMS))
+    with pytest.raises(ScimError) as e:
+        parse_filter(" or ".join(["a pr"] * (MAX_TERMS + 1)))
+    assert f"more than {MAX_TERMS} comparisons" in e.value.detail
 
 
 def test_patch_paths():

@@ -58,11 +58,19 @@ _COMMON_COLUMNS = {
 
 
 def _logic(node: Node, leaf) -> str:
-    """and / or / not over `leaf`, which compiles everything else."""
-    if isinstance(node, And):
-        return f"({_logic(node.left, leaf)} AND {_logic(node.right, leaf)})"
-    if isinstance(node, Or):
-        return f"({_logic(node.left, leaf)} OR {_logic(node.right, leaf)})"
+    """and / or / not over `leaf`, which compiles everything else. A chain of one operator
+    is written flat, `(a OR b OR c)`: nested parentheses, one pair per term, overflow
+    SQLite's parser stack at about 90 terms."""
+    if isinstance(node, (And, Or)):
+        kind = type(node)
+        terms, todo = [], [node]
+        while todo:  # in order, without recursing down a long chain
+            n = todo.pop()
+            if type(n) is kind:
+                todo += (n.right, n.left)
+            else:
+                terms.append(_logic(n, leaf))
+        return "(" + (" AND " if kind is And else " OR ").join(terms) + ")"
     if isinstance(node, Not):
         return f"(NOT COALESCE({_logic(node.inner, leaf)}, 0))"
     return leaf(node)
@@ -169,10 +177,19 @@ class Compiler:
         container = () if r.schema is self.rt.core else (r.schema.id,)
         path = json_path(*container, attr.name)
         if attr.multi_valued:
+            # `emails[type eq "work" and value eq "x"]` (and Entra's `emails[type eq
+            # "work"].value eq "x"`): the email index finds the few users with that address,
+            # then their emails are checked for the whole condition.
+            index = ""
+            if name == "emails" and r.schema is self.rt.core and self.rt.name == "User":
+                wanted = _eq_value(node.inner, attr)
+                if wanted is not None:
+                    index = ("r.id IN (SELECT user_id FROM user_emails WHERE value_fold = "
+                             f"{self.param(fold(wanted))}) AND ")
             inner = _Inner(self, attr,
                            lambda sub: f"json_extract(j.value, '{json_path(sub.name)}')")
-            return f"EXISTS (SELECT 1 FROM json_each(r.data, '{path}') j WHERE " \
-                   f"{inner.compile(node.inner)})"
+            return f"({index}EXISTS (SELECT 1 FROM json_each(r.data, '{path}') j WHERE " \
+                   f"{inner.compile(node.inner)}))"
         inner = _Inner(self, attr, lambda sub: f"json_extract(r.data, '{path}.\"{sub.name}\"')")
         return inner.compile(node.inner)
 
@@ -254,6 +271,20 @@ class _Inner:
         return self.outer.predicate(Column(self.column(sub), sub), node)
 
 
+def _eq_value(node: Node, attr: Attribute) -> str | None:
+    """The string that `value` must equal for `node` (inside `attr[...]`) to hold, if any:
+    found in a `value eq "x"` that is the whole condition or one term of its top-level `and`."""
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, And):
+            todo += (n.left, n.right)
+        elif isinstance(n, Compare) and n.op == "eq" and isinstance(n.value, str) and \
+                n.path.lower() in ("value", f"{attr.name.lower()}.value"):
+            return n.value
+    return None
+
+
 def _value_sub(attr: Attribute, path: str) -> Attribute:
     if not attr.sub_attributes:
         return attr
@@ -261,6 +292,30 @@ def _value_sub(attr: Attribute, path: str) -> Attribute:
     if sub is None:
         raise _invalid(f"{path!r} is complex: compare one of its sub-attributes")
     return sub
+
+
+def range_on_index(rt: ResourceType, node: Node) -> bool:
+    """Whether `node` must hold a range (gt ge lt le) on an indexed column, e.g. the
+    incremental sync's `meta.lastModified gt "..."`. For such a filter, SQLite left to itself
+    walks the whole table in rowid order (the paging order) to skip sorting the hits; the
+    search reads the hits from the index first instead (`rowid IN (...)`)."""
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, And):
+            todo += (n.left, n.right)
+        elif isinstance(n, Compare) and n.op in _ORDER_OPS:
+            try:
+                r = resolve(rt, n.path, "invalidFilter")
+            except ScimError:
+                return False
+            if r.attr is None:
+                continue
+            key = (r.attr.name.lower(), r.sub.name.lower() if r.sub else "")
+            if (r.common and key in (("meta", "created"), ("meta", "lastmodified"))) or \
+                    (not r.common and r.schema is rt.core and (rt.name, *key) in _COLUMNS):
+                return True
+    return False
 
 
 def compile_filter(rt: ResourceType, node: Node) -> tuple[str, list[object]]:
