@@ -186,7 +186,8 @@ def tenants_seen(op: Operator) -> int:
         return 0
 
 
-def run(label: str, source: Path, n: int, bins: Path, timeout: float) -> dict:
+def run(label: str, source: Path, n: int, bins: Path, timeout: float,
+        profile: Path | None = None) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"joyn-bench-{label}-"))
     audit = work / "audit.log"
     (work / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
@@ -217,7 +218,13 @@ def run(label: str, source: Path, n: int, bins: Path, timeout: float) -> dict:
         # Idle: let the events of the cold start settle (the pods' scheduling), then 60 s.
         time.sleep(10)
         cpu1, i0 = op.cpu_seconds(), time.time()
-        time.sleep(60)
+        if profile:  # py-spy samples the idle minute: where the operator's CPU goes
+            subprocess.run(["py-spy", "record", "--pid", str(op.proc.pid), "--duration", "60",
+                            "--format", "raw", "--output", str(profile.with_suffix(
+                                f".{label.replace(' ', '-')}.txt"))],
+                           check=True, capture_output=True)
+        else:
+            time.sleep(60)
         result["idle"] = {"cpu_seconds_per_minute": round(op.cpu_seconds() - cpu1, 2),
                           "requests": audit_counts(audit, i0, time.time())}
 
@@ -246,6 +253,8 @@ def main() -> int:
     p.add_argument("--baseline", help="a git ref whose operator runs first, for comparison")
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--json", type=Path)
+    p.add_argument("--profile", type=Path, help="record the idle minute with py-spy (on PATH) "
+                                                "into FILE.<label>.txt, py-spy's raw format")
     args = p.parse_args()
     bins = binaries_dir(build=False)
     if bins is None:
@@ -257,11 +266,12 @@ def main() -> int:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree),
                         args.baseline], check=True, capture_output=True)
         try:
-            runs.append(run(args.baseline, tree, args.tenants, bins, args.timeout))
+            runs.append(run(args.baseline, tree, args.tenants, bins, args.timeout,
+                            args.profile))
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
                            check=False, capture_output=True)
-    runs.append(run("this tree", ROOT, args.tenants, bins, args.timeout))
+    runs.append(run("this tree", ROOT, args.tenants, bins, args.timeout, args.profile))
     for r in runs:
         print(f"\n== {r['label']}: {r['tenants']} tenants")
         for phase in ("cold", "restart"):

@@ -39,6 +39,13 @@ def reason(kube, ns, name, condition: str) -> str | None:
     return (conditions_of(kube, ns, name).get(condition) or {}).get("reason")
 
 
+def at_rest(kube, ns, name) -> None:
+    """Wait until the tenant's server runs: its children then send no more events, so only a
+    watch on the referenced object can explain what the tenant does next."""
+    eventually(lambda: reason(kube, ns, name, "Progressing") == "Stable",
+               what="the tenant's server to run")
+
+
 def test_a_byo_token_secret_that_appears_later_is_seen_at_once(kube, ns, operator):
     secret = f"vault-{secrets.token_hex(3)}"
     name = create_tenant(kube, ns, token={"existingSecretRef": {"name": secret}})
@@ -59,6 +66,7 @@ def test_a_tls_secret_that_appears_later_is_seen_at_once(kube, ns, operator):
     name = create_tenant(kube, ns, ingress={"tls": {"secretName": tls}})
     eventually(lambda: reason(kube, ns, name, "IngressReady") == "TLSSecretMissing",
                what="IngressReady=False/TLSSecretMissing")
+    at_rest(kube, ns, name)
     r = kube.create(SECRETS.format(ns=ns), {
         "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
         "metadata": {"name": tls},
@@ -74,6 +82,7 @@ def test_an_ingress_class_that_appears_later_is_seen_at_once(kube, ns, operator)
     name = create_tenant(kube, ns, ingress={"className": cls})
     eventually(lambda: reason(kube, ns, name, "IngressReady") == "IngressClassNotFound",
                what="IngressReady=False/IngressClassNotFound")
+    at_rest(kube, ns, name)
     path = "/apis/networking.k8s.io/v1/ingressclasses"
     r = kube.create(path, {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
                            "metadata": {"name": cls},
