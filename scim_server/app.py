@@ -17,7 +17,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -25,15 +25,14 @@ from . import schemas
 from .auth import TokenStore
 from .errors import ScimError, bad_request, not_found
 from .filters import parse_filter
+from .limits import MAX_INDEX, MAX_JSON_DEPTH
 from .metrics import Metrics
 from .patch import apply_patch
-from .resources import Projection, Stored, canonical_resource, canonical_value, render
-from .storage import Query, Storage
+from .resources import Projection, canonical_resource, canonical_value, render
+from .storage import Query, Storage, Stored
 
 log = logging.getLogger("scim_server.access")
 SCIM_JSON = "application/scim+json"
-MAX_INDEX = 2**63 - 1  # SQLite's largest integer: a startIndex beyond it is as empty
-MAX_JSON_DEPTH = 32  # a SCIM resource nests 4 deep; deeper only costs recursion
 
 
 @dataclass(frozen=True)
@@ -74,10 +73,14 @@ class ScimService:
         if declared and declared.isdigit() and int(declared) > cap:
             raise ScimError(413, f"The request body is larger than {cap} bytes")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > cap:
-                raise ScimError(413, f"The request body is larger than {cap} bytes")
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > cap:
+                    raise ScimError(413, f"The request body is larger than {cap} bytes")
+        except ClientDisconnect:  # gone, or closed by the request deadline (connection.py)
+            raise ScimError(408, "The connection closed before the request body arrived") \
+                from None
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as e:
@@ -129,11 +132,12 @@ class ScimService:
                     self.settings.max_results)
         return start, count
 
-    def search(self, request: Request, rt: schemas.ResourceType, params: dict) -> Response:
+    async def search(self, request: Request, rt: schemas.ResourceType,
+                     params: dict) -> Response:
         projection = Projection.parse(rt, _csv(params.get("attributes")),
                                       _csv(params.get("excludedAttributes")))
         q = self.query(params, projection)
-        total, items = self.storage.search(rt, q)
+        total, items = await self.storage.search(rt, q)
         base = self.base_url(request)
         return self.list_response(total, [render(rt, s, base, projection) for s in items],
                                   q.start_index)
@@ -167,15 +171,15 @@ class ScimService:
     def handlers(self, rt: schemas.ResourceType) -> list[Route]:
         async def collection(request: Request) -> Response:
             if request.method == "GET":
-                return self.search(request, rt, _query_params(request))
+                return await self.search(request, rt, _query_params(request))
             body = await self.read_json(request)
             doc = canonical_resource(rt, body)
             members = self._members(rt, body)
             doc.pop("members", None)
-            return self.resource(request, rt, self.storage.create(rt, doc, members), 201)
+            return self.resource(request, rt, await self.storage.create(rt, doc, members), 201)
 
         async def dot_search(request: Request) -> Response:
-            return self.search(request, rt, _search_body(await self.read_json(request)))
+            return await self.search(request, rt, _search_body(await self.read_json(request)))
 
         async def item(request: Request) -> Response:
             rid = request.path_params["id"]
@@ -185,13 +189,13 @@ class ScimService:
                 projection = self.projection(request, rt)
                 related = projection.wants(rt.core.id, rt.core.attr(
                     "members" if rt is schemas.GROUP_TYPE else "groups"))
-                res = self.storage.get(rt, rid, with_related=related)
+                res = await self.storage.get(rt, rid, with_related=related)
                 inm = request.headers.get("if-none-match")
                 if inm and (inm.strip() == "*" or res.etag in [t.strip() for t in inm.split(",")]):
                     return Response(status_code=304, headers={"ETag": res.etag})
                 return self.resource(request, rt, res, projection=projection)
             if method == "DELETE":
-                self.storage.delete(rt, rid, if_match)
+                await self.storage.delete(rt, rid, if_match)
                 return Response(status_code=204)
             body = await self.read_json(request)
             if method == "PUT":
@@ -199,13 +203,14 @@ class ScimService:
                 members = self._members(rt, body)
                 doc.pop("members", None)
                 return self.resource(request, rt,
-                                     self.storage.replace(rt, rid, doc, members, if_match))
+                                     await self.storage.replace(rt, rid, doc, members,
+                                                                if_match))
             # PATCH. Groups answer 204 (Entra never reads members back, and a large group's
             # member list is the expensive part); users answer 200 with the resource.
             q = request.query_params
             wants_body = rt is schemas.USER_TYPE or "attributes" in q or \
                 "excludedAttributes" in q
-            res = self.storage.modify(rt, rid, lambda d: apply_patch(rt, d, body), if_match,
+            res = await self.storage.modify(rt, rid, lambda d: apply_patch(rt, d, body), if_match,
                                       with_related=wants_body)
             if not wants_body:
                 return Response(status_code=204, headers={"ETag": res.etag})
@@ -229,7 +234,7 @@ class ScimService:
                                           _csv(params.get("excludedAttributes")))
             q = self.query(params, projection)
             try:
-                n, _ = self.storage.search(rt, Query(q.filter, count=0))
+                n, _ = await self.storage.search(rt, Query(q.filter, count=0))
             except ScimError as e:
                 if e.scim_type == "invalidFilter" and "Unknown attribute" in e.detail:
                     continue  # the filter names an attribute this type does not have
@@ -240,7 +245,7 @@ class ScimService:
                 continue
             page = Query(q.filter, q.sort_by, q.descending, skip + 1, count - len(out),
                          q.with_members, q.with_groups)
-            _, items = self.storage.search(rt, page)
+            _, items = await self.storage.search(rt, page)
             out += [render(rt, s, base, projection) for s in items]
             skip = 0
         return self.list_response(total, out, start)
@@ -459,7 +464,7 @@ def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
     async def readyz(request: Request) -> Response:
         problems = []
         try:
-            svc.storage.ping()
+            await svc.storage.ping()
         except Exception as e:  # any storage failure means "not ready"; the detail says which
             problems.append(f"database: {type(e).__name__}")
         if tokens.count == 0:
@@ -472,7 +477,7 @@ def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
     async def metrics_endpoint(request: Request) -> Response:
         metrics.tokens.set(tokens.count)
         for rt in schemas.RESOURCE_TYPES.values():
-            metrics.resources.labels(rt.name).set(svc.storage.count(rt))
+            metrics.resources.labels(rt.name).set(await svc.storage.count(rt))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     routes = [
@@ -516,7 +521,7 @@ def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
         try:
             yield
         finally:
-            svc.storage.close()
+            await svc.storage.close()
 
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={ScimError: scim_error, HTTPException: http_error,

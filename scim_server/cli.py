@@ -13,6 +13,7 @@ import os
 from importlib.metadata import entry_points
 
 from . import __version__
+from .limits import QUERY_TIMEOUT, REQUEST_TIMEOUT
 
 COMMANDS = "joyn_scim.commands"
 
@@ -72,6 +73,15 @@ def _serve_parser(sub) -> None:
     p.add_argument("--forwarded-allow-ips", default=_env("FORWARDED_ALLOW_IPS", "127.0.0.1"),
                    help="proxies whose X-Forwarded-Proto/For headers are trusted, e.g. the "
                         "ingress controller ('*' for any) [JOYN_SCIM_FORWARDED_ALLOW_IPS]")
+    p.add_argument("--request-timeout", type=float,
+                   default=float(_env("REQUEST_TIMEOUT", str(REQUEST_TIMEOUT))),
+                   help="seconds a client has to send one whole request (headers and body), "
+                        "from its first byte or from connecting; then 408 and the connection "
+                        "closes [JOYN_SCIM_REQUEST_TIMEOUT]")
+    p.add_argument("--query-timeout", type=float,
+                   default=float(_env("QUERY_TIMEOUT", str(QUERY_TIMEOUT))),
+                   help="seconds one filter query may run; longer gets 400 tooMany "
+                        "[JOYN_SCIM_QUERY_TIMEOUT]")
     p.set_defaults(func=_serve)
 
 

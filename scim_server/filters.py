@@ -17,16 +17,10 @@ from typing import Union
 import orjson
 
 from .errors import ScimError
+from .limits import MAX_DEPTH, MAX_FILTER_LENGTH, MAX_TERMS
 from .schemas import Attribute
 
 COMPARE_OPS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"})
-# Bounds on the work one filter can ask for, each named in the 400 that enforces it. Entra
-# sends one comparison; a person's query rarely more than a few. MAX_DEPTH (parentheses,
-# `not` and `[...]` inside each other) also keeps the SQL within SQLite's parser stack, which
-# overflows at about 12 such levels.
-MAX_FILTER_LENGTH = 8192
-MAX_DEPTH = 10
-MAX_TERMS = 100
 _INT64 = 2**63
 
 

@@ -14,8 +14,6 @@ matches, and `""`/`null` clearing an attribute.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import orjson
 
 from .errors import ScimError, bad_request
@@ -28,19 +26,9 @@ from .resources import (
     resolve,
 )
 from .schemas import PATCH_OP, Attribute, ResourceType
+from .storage import MemberChange
 
 _IGNORED_ON_ELEMENT_EMPTINESS = frozenset({"type", "primary"})
-
-
-@dataclass
-class MemberChange:
-    """One change to a group's membership, applied by storage in request order."""
-
-    kind: str  # add | remove | remove_all | replace | remove_where | update_where
-    members: list[dict] = field(default_factory=list)
-    values: list[str] = field(default_factory=list)
-    filter: Node | None = None
-    display: object = None
 
 
 def parse_operations(body: object) -> list[tuple[str, str | None, object]]:

@@ -15,6 +15,7 @@ from datetime import datetime
 from .errors import ScimError, bad_request
 from .filters import to_bool
 from .schemas import COMMON_ATTRS, Attribute, ResourceType, Schema
+from .storage import Stored
 
 
 @dataclass(frozen=True)
@@ -266,23 +267,6 @@ def _filter_subs(value: object, keep) -> object:
 
 
 DEFAULT_PROJECTION = Projection()
-
-
-@dataclass
-class Stored:
-    """A resource as storage returns it."""
-
-    id: str
-    doc: dict
-    created: str
-    last_modified: str
-    version: int
-    members: list[dict] | None = None  # Group members, None when not loaded
-    groups: list[dict] | None = None  # User groups, None when not loaded
-
-    @property
-    def etag(self) -> str:
-        return f'W/"{self.version}"'
 
 
 def render(rt: ResourceType, res: Stored, base_url: str,

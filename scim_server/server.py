@@ -13,6 +13,7 @@ import uvicorn
 
 from .app import AppSettings, create_app
 from .auth import TokenStore
+from .connection import protocol
 from .logs import setup_logging
 from .storage.sqlite import SqliteStorage
 
@@ -73,11 +74,13 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = AppSettings(base_path=base_path, public_url=args.public_url,
                            max_body_bytes=args.max_body_bytes, max_results=args.max_results)
-    app = create_app(settings, lambda: SqliteStorage(db_path, args.durability.upper()), tokens)
+    app = create_app(settings, lambda: SqliteStorage(db_path, args.durability.upper(),
+                                                          args.query_timeout), tokens)
     log.info("starting", extra={"listen": f"{args.host}:{args.port}", "base_path": base_path,
                                 "database": db_path, "tenant_url": tenant_url})
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_config=None, access_log=False,
+        http=protocol(args.request_timeout),
         proxy_headers=True, forwarded_allow_ips=args.forwarded_allow_ips,
         timeout_graceful_shutdown=25, server_header=False, lifespan="on")
     _Server(config).run()

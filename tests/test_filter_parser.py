@@ -4,8 +4,6 @@ import pytest
 
 from scim_server.errors import ScimError
 from scim_server.filters import (
-    MAX_DEPTH,
-    MAX_TERMS,
     And,
     Compare,
     Not,
@@ -17,6 +15,7 @@ from scim_server.filters import (
     parse_filter,
     parse_patch_path,
 )
+from scim_server.limits import MAX_DEPTH, MAX_TERMS
 
 
 def test_and_binds_tighter_than_or():

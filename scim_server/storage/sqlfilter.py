@@ -16,11 +16,7 @@ from ..errors import ScimError
 from ..filters import And, Compare, Node, Not, Or, Present, ValuePath, normalize_datetime
 from ..resources import Resolved, resolve
 from ..schemas import GROUP_TYPE, Attribute, ResourceType
-
-
-def fold(value: object) -> object:
-    """Case folding for `caseExact: false` strings, registered in SQLite as scim_fold()."""
-    return value.casefold() if isinstance(value, str) else value
+from .common import fold  # registered in SQLite as scim_fold()
 
 
 def json_path(*names: str) -> str:
@@ -292,6 +288,47 @@ def _value_sub(attr: Attribute, path: str) -> Attribute:
     if sub is None:
         raise _invalid(f"{path!r} is complex: compare one of its sub-attributes")
     return sub
+
+
+# Attributes whose `eq` an index answers, by resource type: (attribute, sub-attribute).
+_EQ_INDEXED = {
+    "User": {("username", ""), ("displayname", ""), ("emails", ""), ("emails", "value")},
+    "Group": {("displayname", "")},
+}
+
+
+def served_by_index(rt: ResourceType, node: Node) -> bool:
+    """Whether an index finds every row `node` can match, so the search costs microseconds:
+    `and`/`or` of `eq` on an indexed attribute (Entra's matching filters), or of
+    `emails[... value eq "x" ...]`. Storage runs these on the event loop, others elsewhere."""
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, (And, Or)):
+            todo += (n.left, n.right)
+            continue
+        if isinstance(n, ValuePath):
+            if rt.name != "User" or n.path.lower() != "emails":
+                return False
+            attr = rt.core.attr("emails")
+            if _eq_value(n.inner, attr) is None:
+                return False
+            continue
+        if not (isinstance(n, Compare) and n.op == "eq" and isinstance(n.value, str)):
+            return False
+        try:
+            r = resolve(rt, n.path, "invalidFilter")
+        except ScimError:
+            return False  # the search itself says what is wrong
+        if r.attr is None:
+            return False
+        key = (r.attr.name.lower(), r.sub.name.lower() if r.sub else "")
+        if r.common:
+            if key not in (("id", ""), ("externalid", "")):
+                return False
+        elif r.schema is not rt.core or key not in _EQ_INDEXED[rt.name]:
+            return False
+    return True
 
 
 def range_on_index(rt: ResourceType, node: Node) -> bool:

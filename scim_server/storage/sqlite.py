@@ -3,34 +3,45 @@
 Plain sqlite3 rather than SQLAlchemy: the queries are few, hand-tuned and SQLite-specific (JSON
 functions, json_each, partial reads), and an ORM layer would cost more per request than the query.
 
-Calls are made straight from the event loop thread. A tenant's server has one SQLite writer
-anyway, a typical query takes tens of microseconds (less than a hop to a worker thread), and
-running each request's transaction without an `await` in between makes it atomic and serialises
-writers without locks. Crash safety comes from SQLite: each request commits one transaction, so
-a `kill -9` leaves either all of a PATCH or none of it.
+Writes, reads by id and the searches an index answers (Entra's `userName eq`, `externalId eq`,
+`emails.value eq`, ...) run straight on the event loop thread: they take tens of microseconds,
+less than a hop to a worker thread, and running each write's transaction without an `await` in
+between makes it atomic and serialises writers without locks. Every other search (a filter that
+reads each row's JSON, deep paging) runs on a reader thread with its own connection, which WAL
+lets read beside the writer: sqlite3 releases the GIL while SQLite works, so health checks and
+Entra's requests go on meanwhile. Measured (20,000 users, 4 clients sending a 40-term `co`
+filter, 2 cores): with those searches on the loop, /healthz waited 11.4 s (median; 13.7 s
+without the query time limit); on reader threads, 1.8 ms (max 3.8 ms).
+
+Crash safety comes from SQLite: each request commits one transaction, so a `kill -9` leaves
+either all of a PATCH or none of it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 import orjson
 
 from ..errors import ScimError, bad_request, not_found
-from ..filters import format_datetime
-from ..patch import MemberChange
-from ..resources import Stored
+from ..limits import QUERY_TIMEOUT
 from ..schemas import ResourceType
-from . import Mutation, Query
-from .sqlfilter import compile_filter, compile_member_filter, compile_sort, fold, range_on_index
+from . import MemberChange, Mutation, Query, Stored
+from .common import check_precondition, email_keys, fold, new_id, now
+from .sqlfilter import (
+    compile_filter,
+    compile_member_filter,
+    compile_sort,
+    range_on_index,
+    served_by_index,
+)
 
 log = logging.getLogger("scim_server.storage")
 
@@ -83,19 +94,8 @@ _TABLE = {"User": "users", "Group": "groups"}
 _UNIQUE = {"User": ("userName", "user_name_fold"), "Group": ("displayName", "display_name_fold")}
 _CHUNK = 500  # stays well below SQLite's bound-parameter limit
 _WAL_LIMIT = 16 * 1024 * 1024  # the WAL file is truncated back to this size after a reset
-
-
-def new_id() -> str:
-    """A UUIDv7 (RFC 9562): time-ordered, so new rows append to the id index instead of
-    dirtying a random page of it on every insert."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = value & ~(0xF << 76) | (0x7 << 76)  # version 7
-    value = value & ~(0x3 << 62) | (0x2 << 62)  # RFC 9562 variant
-    return str(uuid.UUID(int=value))
-
-
-def _now() -> str:
-    return format_datetime(datetime.now(UTC))
+READERS = 2  # reader threads: the two cores a tenant's pod gets at most
+INLINE_MAX_OFFSET = 1000  # an indexed search paging further runs on a reader thread
 
 
 def _index_columns(rt: ResourceType, doc: dict) -> dict:
@@ -112,38 +112,139 @@ def _index_columns(rt: ResourceType, doc: dict) -> dict:
     return cols
 
 
-def _email_keys(doc: dict) -> set[str]:
-    return {fold(e["value"]) for e in doc.get("emails") or ()
-            if isinstance(e, dict) and isinstance(e.get("value"), str)}
+def _connect(path: str, synchronous: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                         cached_statements=256)
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("PRAGMA busy_timeout=5000")
+    db.execute("PRAGMA cache_size=-65536")  # KiB: a tenant's whole database, typically
+    db.create_function("scim_fold", 1, fold, deterministic=True)
+    return db
 
 
-@contextmanager
-def _filter_errors() -> Iterator[None]:
-    """SQLite's own limits on a statement's shape, should a filter within ours still reach
-    one, are the client's filter at fault: a 400, not a 500."""
-    try:
-        yield
-    except sqlite3.OperationalError as e:
-        text = str(e)
-        if "parser stack overflow" in text or "too large" in text or "too many" in text:
-            raise ScimError(400, f"The filter is too complex for the database ({text})",
-                            "invalidFilter") from None
-        raise
+class _Reader:
+    """The reads, over one connection: the loop's own (also the writer's) or a reader
+    thread's. Each connection has its own search deadline."""
+
+    def __init__(self, db: sqlite3.Connection, query_timeout: float) -> None:
+        self.db = db
+        self.query_timeout = query_timeout
+        self.deadline = 0.0  # monotonic; 0 while no search runs
+        # SQLite calls this every 10,000 virtual-machine steps (a few hundred microseconds);
+        # a true answer interrupts the statement. Only searches set a deadline.
+        db.set_progress_handler(self.past_deadline, 10_000)
+
+    def row(self, rt: ResourceType, id: str) -> tuple | None:
+        return self.db.execute(
+            f"SELECT id, data, created, last_modified, version FROM {_TABLE[rt.name]} "
+            "WHERE id = ?", (id,)).fetchone()
+
+    @staticmethod
+    def stored(row: tuple) -> Stored:
+        return Stored(row[0], orjson.loads(row[1]), row[2], row[3], row[4])
+
+    def load_related(self, rt: ResourceType, items: list[Stored]) -> None:
+        if not items:
+            return
+        by_id = {s.id: s for s in items}
+        ids = list(by_id)
+        for s in items:
+            if rt.name == "Group":
+                s.members = []
+            else:
+                s.groups = []
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i:i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            if rt.name == "Group":
+                rows = self.db.execute(
+                    "SELECT group_id, value, display, type FROM group_members "
+                    f"WHERE group_id IN ({marks})", chunk)
+                for gid, value, display, type_ in rows:
+                    by_id[gid].members.append({"value": value, "display": display,
+                                               "type": type_})
+            else:
+                rows = self.db.execute(
+                    "SELECT m.value, m.group_id, json_extract(g.data, '$.displayName') "
+                    "FROM group_members m JOIN groups g ON g.id = m.group_id "
+                    f"WHERE m.value IN ({marks})", chunk)
+                for uid, gid, display in rows:
+                    by_id[uid].groups.append({"value": gid, "display": display})
+
+    def past_deadline(self) -> bool:
+        return 0 < self.deadline < time.monotonic()
+
+    @contextmanager
+    def bounded_query(self) -> Iterator[None]:
+        """A search's statements, within the query time limit and SQLite's own limits on a
+        statement's shape: past either, the client's filter is at fault, a 400 (not a 500)."""
+        self.deadline = time.monotonic() + self.query_timeout
+        try:
+            yield
+        except sqlite3.OperationalError as e:
+            text = str(e)
+            if text == "interrupted":
+                raise ScimError(400, f"The query ran longer than the {self.query_timeout:g} s "
+                                "limit: filter on an indexed attribute (userName, externalId, "
+                                "emails.value, displayName, id, meta.lastModified) or narrow "
+                                "it", "tooMany") from None
+            if "parser stack overflow" in text or "too large" in text or "too many" in text:
+                raise ScimError(400, f"The filter is too complex for the database ({text})",
+                                "invalidFilter") from None
+            raise
+        finally:
+            self.deadline = 0.0
+
+    def get(self, rt: ResourceType, id: str, *, with_related: bool = True) -> Stored:
+        row = self.row(rt, id)
+        if row is None:
+            raise not_found(f"{rt.name} {id} not found")
+        res = self.stored(row)
+        if with_related:
+            self.load_related(rt, [res])
+        return res
+
+    def search(self, rt: ResourceType, query: Query) -> tuple[int, list[Stored]]:
+        table = _TABLE[rt.name]
+        where, params = ("1", []) if query.filter is None else compile_filter(rt, query.filter)
+        order = "r.rowid"
+        page_where = where
+        if query.filter is not None and not query.sort_by and range_on_index(rt, query.filter):
+            page_where = f"r.rowid IN (SELECT r.rowid FROM {table} r WHERE {where})"
+        if query.sort_by:
+            direction = "DESC" if query.descending else "ASC"
+            order = f"{compile_sort(rt, query.sort_by)} {direction} NULLS LAST, r.rowid"
+        offset = query.start_index - 1
+        rows = []
+        with self.bounded_query():
+            if query.count > 0:
+                rows = self.db.execute(
+                    f"SELECT r.id, r.data, r.created, r.last_modified, r.version FROM {table} r "
+                    f"WHERE {page_where} ORDER BY {order} LIMIT ? OFFSET ?",
+                    (*params, query.count, offset)).fetchall()
+            if rows and offset == 0 and len(rows) < query.count:
+                total = len(rows)  # the whole result fits on this page: no second query
+            else:
+                total = self.db.execute(f"SELECT count(*) FROM {table} r WHERE {where}",
+                                        params).fetchone()[0]
+        items = [self.stored(r) for r in rows]
+        if query.with_members if rt.name == "Group" else query.with_groups:
+            self.load_related(rt, items)
+        return total, items
 
 
 class SqliteStorage:
-    def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
+    """The Storage interface (see the package) over one SQLite file."""
+
+    def __init__(self, path: str, synchronous: str = "NORMAL",
+                 query_timeout: float = QUERY_TIMEOUT, readers: int = READERS) -> None:
         self.path = path
         self.synchronous = synchronous
         self._commits = 0
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                  cached_statements=256)
+        self.db = _connect(path, synchronous)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(f"PRAGMA synchronous={synchronous}")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.execute("PRAGMA cache_size=-65536")  # KiB: a tenant's whole database, typically
-        self.db.create_function("scim_fold", 1, fold, deterministic=True)
+        self.reads = _Reader(self.db, query_timeout)
         self._migrate()
         # Checkpoints copy the WAL into the database and fsync. A thread with its own connection
         # runs them right behind the writer (PASSIVE: it never blocks a request), so the
@@ -158,6 +259,28 @@ class SqliteStorage:
         self._checkpointer = threading.Thread(target=self._checkpoint_loop,
                                               name="sqlite-checkpoint", daemon=True)
         self._checkpointer.start()
+        self._thread_reader = threading.local()
+        self._thread_readers: list[_Reader] = []
+        self._readers = ThreadPoolExecutor(max_workers=readers,
+                                           thread_name_prefix="sqlite-reader")
+
+    @property
+    def query_timeout(self) -> float:
+        return self.reads.query_timeout
+
+    @query_timeout.setter
+    def query_timeout(self, seconds: float) -> None:
+        self.reads.query_timeout = seconds
+        for reader in self._thread_readers:
+            reader.query_timeout = seconds
+
+    def _on_reader_thread(self, fn, *args):
+        reader = getattr(self._thread_reader, "reader", None)
+        if reader is None:
+            db = _connect(self.path, self.synchronous)
+            reader = self._thread_reader.reader = _Reader(db, self.query_timeout)
+            self._thread_readers.append(reader)
+        return fn(reader, *args)
 
     def _checkpoint_loop(self) -> None:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -201,92 +324,32 @@ class SqliteStorage:
         self.db.execute("COMMIT")
         self._commits += 1
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        self._readers.shutdown(wait=True)
+        for reader in self._thread_readers:
+            reader.db.close()
         self._stop.set()
         self._checkpointer.join(timeout=30)
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         self.db.close()
 
-    def count(self, rt: ResourceType) -> int:
+    async def count(self, rt: ResourceType) -> int:
         return self.db.execute(f"SELECT count(*) FROM {_TABLE[rt.name]}").fetchone()[0]
 
-    def ping(self) -> None:
+    async def ping(self) -> None:
         self.db.execute("SELECT count(*) FROM users WHERE 0").fetchone()
 
     # -- reads ------------------------------------------------------------------------------
 
-    def _row(self, rt: ResourceType, id: str) -> tuple | None:
-        return self.db.execute(
-            f"SELECT id, data, created, last_modified, version FROM {_TABLE[rt.name]} "
-            "WHERE id = ?", (id,)).fetchone()
+    async def get(self, rt: ResourceType, id: str, *, with_related: bool = True) -> Stored:
+        return self.reads.get(rt, id, with_related=with_related)
 
-    def _stored(self, row: tuple) -> Stored:
-        return Stored(row[0], orjson.loads(row[1]), row[2], row[3], row[4])
-
-    def _load_related(self, rt: ResourceType, items: list[Stored]) -> None:
-        if not items:
-            return
-        by_id = {s.id: s for s in items}
-        ids = list(by_id)
-        for s in items:
-            if rt.name == "Group":
-                s.members = []
-            else:
-                s.groups = []
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i:i + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            if rt.name == "Group":
-                rows = self.db.execute(
-                    "SELECT group_id, value, display, type FROM group_members "
-                    f"WHERE group_id IN ({marks})", chunk)
-                for gid, value, display, type_ in rows:
-                    by_id[gid].members.append({"value": value, "display": display,
-                                               "type": type_})
-            else:
-                rows = self.db.execute(
-                    "SELECT m.value, m.group_id, json_extract(g.data, '$.displayName') "
-                    "FROM group_members m JOIN groups g ON g.id = m.group_id "
-                    f"WHERE m.value IN ({marks})", chunk)
-                for uid, gid, display in rows:
-                    by_id[uid].groups.append({"value": gid, "display": display})
-
-    def get(self, rt: ResourceType, id: str, *, with_related: bool = True) -> Stored:
-        row = self._row(rt, id)
-        if row is None:
-            raise not_found(f"{rt.name} {id} not found")
-        res = self._stored(row)
-        if with_related:
-            self._load_related(rt, [res])
-        return res
-
-    def search(self, rt: ResourceType, query: Query) -> tuple[int, list[Stored]]:
-        table = _TABLE[rt.name]
-        where, params = ("1", []) if query.filter is None else compile_filter(rt, query.filter)
-        order = "r.rowid"
-        page_where = where
-        if query.filter is not None and not query.sort_by and range_on_index(rt, query.filter):
-            page_where = f"r.rowid IN (SELECT r.rowid FROM {table} r WHERE {where})"
-        if query.sort_by:
-            direction = "DESC" if query.descending else "ASC"
-            order = f"{compile_sort(rt, query.sort_by)} {direction} NULLS LAST, r.rowid"
-        offset = query.start_index - 1
-        rows = []
-        with _filter_errors():
-            if query.count > 0:
-                rows = self.db.execute(
-                    f"SELECT r.id, r.data, r.created, r.last_modified, r.version FROM {table} r "
-                    f"WHERE {page_where} ORDER BY {order} LIMIT ? OFFSET ?",
-                    (*params, query.count, offset)).fetchall()
-            if rows and offset == 0 and len(rows) < query.count:
-                total = len(rows)  # the whole result fits on this page: no second query
-            else:
-                total = self.db.execute(f"SELECT count(*) FROM {table} r WHERE {where}",
-                                        params).fetchone()[0]
-        items = [self._stored(r) for r in rows]
-        if query.with_members if rt.name == "Group" else query.with_groups:
-            self._load_related(rt, items)
-        return total, items
+    async def search(self, rt: ResourceType, query: Query) -> tuple[int, list[Stored]]:
+        if query.filter is not None and served_by_index(rt, query.filter) and \
+                query.start_index <= INLINE_MAX_OFFSET:
+            return self.reads.search(rt, query)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._readers, self._on_reader_thread, _Reader.search, rt, query)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -303,12 +366,12 @@ class SqliteStorage:
         """Insert (`old` is None) or update a row. An update sets only the indexed columns
         whose value changed: every index named in an UPDATE is rewritten, and each rewritten
         index page is another 4 KiB in the WAL and in the next checkpoint."""
-        now = created if old is None else _now()
+        modified = created if old is None else now()
         cols = _index_columns(rt, doc)
         if old is not None:
             before = _index_columns(rt, old)
             cols = {k: v for k, v in cols.items() if before.get(k) != v}
-        cols.update(last_modified=now, version=version, data=orjson.dumps(doc).decode())
+        cols.update(last_modified=modified, version=version, data=orjson.dumps(doc).decode())
         table = _TABLE[rt.name]
         try:
             if old is None:
@@ -324,12 +387,12 @@ class SqliteStorage:
                 from None
         if rt.name == "User":
             self._write_emails(id, doc, old)
-        return Stored(id, doc, created, now, version)
+        return Stored(id, doc, created, modified, version)
 
     def _write_emails(self, id: str, doc: dict, old: dict | None) -> None:
-        values = _email_keys(doc)
+        values = email_keys(doc)
         if old is not None:
-            if _email_keys(old) == values:
+            if email_keys(old) == values:
                 return
             self.db.execute("DELETE FROM user_emails WHERE user_id = ?", (id,))
         if values:
@@ -337,26 +400,25 @@ class SqliteStorage:
                                 [(id, v) for v in values])
 
     def _current(self, rt: ResourceType, id: str, if_match: str | None) -> Stored:
-        row = self._row(rt, id)
+        row = self.reads.row(rt, id)
         if row is None:
             raise not_found(f"{rt.name} {id} not found")
-        res = self._stored(row)
+        res = self.reads.stored(row)
         check_precondition(res, if_match)
         return res
 
-    def create(self, rt: ResourceType, doc: dict, members: list[dict] | None) -> Stored:
+    async def create(self, rt: ResourceType, doc: dict, members: list[dict] | None) -> Stored:
         with self._tx():
             self._check_unique(rt, doc, None)
-            now = _now()
-            res = self._write_row(rt, new_id(), doc, now, 1, None)
+            res = self._write_row(rt, new_id(), doc, now(), 1, None)
             if rt.name == "Group":
                 self._apply_members(res.id, [MemberChange("add", members=members or [])])
-                self._load_related(rt, [res])
+                self.reads.load_related(rt, [res])
             else:
                 res.groups = []
             return res
 
-    def replace(self, rt: ResourceType, id: str, doc: dict, members: list[dict] | None,
+    async def replace(self, rt: ResourceType, id: str, doc: dict, members: list[dict] | None,
                 if_match: str | None) -> Stored:
         with self._tx():
             cur = self._current(rt, id, if_match)
@@ -364,10 +426,10 @@ class SqliteStorage:
             res = self._write_row(rt, id, doc, cur.created, cur.version + 1, cur.doc)
             if rt.name == "Group":
                 self._apply_members(id, [MemberChange("replace", members=members or [])])
-            self._load_related(rt, [res])
+            self.reads.load_related(rt, [res])
             return res
 
-    def modify(self, rt: ResourceType, id: str, mutate: Mutation, if_match: str | None,
+    async def modify(self, rt: ResourceType, id: str, mutate: Mutation, if_match: str | None,
                *, with_related: bool = True) -> Stored:
         with self._tx():
             cur = self._current(rt, id, if_match)
@@ -380,10 +442,10 @@ class SqliteStorage:
                 if changes:
                     self._apply_members(id, changes)
             if with_related:
-                self._load_related(rt, [res])
+                self.reads.load_related(rt, [res])
             return res
 
-    def delete(self, rt: ResourceType, id: str, if_match: str | None) -> None:
+    async def delete(self, rt: ResourceType, id: str, if_match: str | None) -> None:
         with self._tx():
             self._current(rt, id, if_match)
             self.db.execute(f"DELETE FROM {_TABLE[rt.name]} WHERE id = ?", (id,))
@@ -438,15 +500,3 @@ class SqliteStorage:
             "ON CONFLICT (group_id, value) DO UPDATE SET "
             "display = COALESCE(excluded.display, group_members.display)",
             [(group_id, v, d, types[v]) for v, d in wanted.items()])
-
-
-def check_precondition(res: Stored, if_match: str | None) -> None:
-    """`If-Match` (RFC 7232): any listed ETag, or `*`, must match the current version."""
-    if if_match is None:
-        return
-    tags = [t.strip() for t in if_match.split(",")]
-    current = res.etag
-    if "*" in tags or current in tags or current.removeprefix("W/") in tags:
-        return
-    raise ScimError(412, f"The resource has changed: its version is {current}",
-                    headers={"ETag": current})
