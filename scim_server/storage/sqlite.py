@@ -275,6 +275,7 @@ class SqliteStorage:
             reader.query_timeout = seconds
 
     def _on_reader_thread(self, fn, *args):
+        """Run `fn(reader, *args)` on this reader thread's own connection (opened once)."""
         reader = getattr(self._thread_reader, "reader", None)
         if reader is None:
             db = _connect(self.path, self.synchronous)
