@@ -108,13 +108,18 @@ def scim_client(server: ServerProcess, token: str) -> httpx.Client:
                                  "Content-Type": "application/scim+json"})
 
 
+def own_server(tmp_path_factory, name: str, extra_args: list[str] | None = None) -> ServerProcess:
+    """A started server of a test module's own, with one generated token (`.token`)."""
+    workdir = tmp_path_factory.mktemp(name)
+    token = write_token(workdir / "token")
+    srv = ServerProcess(workdir, [workdir / "token"], extra_args).start()
+    srv.token = token
+    return srv
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory) -> Iterator[ServerProcess]:
-    workdir = tmp_path_factory.mktemp("server")
-    token_file = workdir / "token"
-    write_token(token_file)
-    srv = ServerProcess(workdir, [token_file]).start()
-    srv.token = token_file.read_text().strip()
+    srv = own_server(tmp_path_factory, "server")
     yield srv
     srv.stop()
 

@@ -9,7 +9,7 @@ import socket
 import time
 
 import pytest
-from conftest import ServerProcess, wait_until, write_token
+from conftest import own_server, wait_until
 
 DEADLINE = 1.0
 PATIENCE = 10  # seconds the test waits for the server to act before calling it stalled
@@ -17,11 +17,7 @@ PATIENCE = 10  # seconds the test waits for the server to act before calling it 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("deadline")
-    token = write_token(workdir / "token")
-    s = ServerProcess(workdir, [workdir / "token"],
-                      extra_args=["--request-timeout", str(DEADLINE)]).start()
-    s.token = token
+    s = own_server(tmp_path_factory, "deadline", ["--request-timeout", str(DEADLINE)])
     yield s
     s.stop()
 

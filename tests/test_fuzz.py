@@ -15,7 +15,7 @@ import os
 
 import orjson
 import pytest
-from conftest import GROUP, PATCH_OP, USER, ServerProcess, scim_client, write_token
+from conftest import GROUP, PATCH_OP, USER, own_server, scim_client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -94,10 +94,8 @@ OPERATION = st.fixed_dictionaries({"op": st.sampled_from(["add", "replace", "rem
 
 @pytest.fixture(scope="module")
 def fz(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("fuzz")
-    token = write_token(workdir / "token")
-    srv = ServerProcess(workdir, [workdir / "token"]).start()
-    with scim_client(srv, token) as c:
+    srv = own_server(tmp_path_factory, "fuzz")
+    with scim_client(srv, srv.token) as c:
         c.user = c.post("/Users", json={"schemas": [USER], "userName": "fuzz@example.com",
                                         "emails": [{"type": "work", "value": "f@example.com"}]}
                         ).json()

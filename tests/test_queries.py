@@ -2,7 +2,7 @@
 on a server of its own holding a known set of users."""
 
 import pytest
-from conftest import ENTERPRISE, JOYN, USER, ServerProcess, scim_client, write_token
+from conftest import ENTERPRISE, JOYN, USER, own_server, scim_client
 
 PEOPLE = [
     # userName, displayName, active, title, work email, employeeNumber, xid
@@ -16,10 +16,8 @@ PEOPLE = [
 
 @pytest.fixture(scope="module")
 def q(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("queries")
-    token = write_token(workdir / "token")
-    srv = ServerProcess(workdir, [workdir / "token"]).start()
-    with scim_client(srv, token) as c:
+    srv = own_server(tmp_path_factory, "queries")
+    with scim_client(srv, srv.token) as c:
         ids = {}
         for user_name, display, active, title, email, emp, xid in PEOPLE:
             body = {"schemas": [USER, ENTERPRISE], "userName": user_name,
