@@ -7,10 +7,11 @@ task and a stream copy per request) because it runs on every request.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import re
+import secrets
 import time
-import uuid
 from dataclasses import dataclass
 
 import orjson
@@ -65,7 +66,8 @@ class ScimService:
         if self.settings.public_url:
             return self.settings.public_url
         host = request.headers.get("host") or "localhost"
-        return f"{request.url.scheme}://{host}{self.settings.base_path}"
+        # The scope's scheme: request.url would build and parse the whole URL to give it.
+        return f"{request.scope['scheme']}://{host}{self.settings.base_path}"
 
     async def read_json(self, request: Request) -> object:
         cap = self.settings.max_body_bytes
@@ -346,6 +348,10 @@ def _search_body(body: object) -> dict:
 # --- middleware ---------------------------------------------------------------------------
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}\Z")
+# Our request ids: a random prefix per process and a counter, unique across pods without
+# reading the OS's random source per request (uuid4 did, 1.4% of the Entra mix's CPU).
+_ID_PREFIX = secrets.token_hex(6)
+_ID_COUNTER = itertools.count(1)
 _RESOURCES = frozenset({"Users", "Groups", "Schemas", "ResourceTypes", "ServiceProviderConfig",
                         ".search"})
 _QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -393,7 +399,8 @@ class ObservabilityMiddleware:
         if path != scope["path"]:
             scope = {**scope, "path": path, "raw_path": path.encode()}
         rid = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
-        rid = rid.decode() if rid and _REQUEST_ID.match(rid) else uuid.uuid4().hex
+        rid = rid.decode() if rid and _REQUEST_ID.match(rid) else \
+            f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
         scope.setdefault("state", {})["request_id"] = rid
         status = 500
         started = False

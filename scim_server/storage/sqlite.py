@@ -354,13 +354,16 @@ class SqliteStorage:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def _check_unique(self, rt: ResourceType, doc: dict, own_id: str | None) -> None:
+    def _uniqueness_error(self, rt: ResourceType, doc: dict, own_id: str) -> ScimError | None:
+        """After the UNIQUE index refused a write (it checks for free; a SELECT before every
+        write cost a statement per request): the 409 that names the holder."""
         attr, column = _UNIQUE[rt.name]
         row = self.db.execute(f"SELECT id FROM {_TABLE[rt.name]} WHERE {column} = ?",
                               (fold(doc[attr]),)).fetchone()
-        if row is not None and row[0] != own_id:
-            raise ScimError(409, f"{attr} {doc[attr]!r} is already used by {rt.name} {row[0]}",
-                            "uniqueness")
+        if row is None or row[0] == own_id:
+            return None
+        return ScimError(409, f"{attr} {doc[attr]!r} is already used by {rt.name} {row[0]}",
+                         "uniqueness")
 
     def _write_row(self, rt: ResourceType, id: str, doc: dict, created: str, version: int,
                    old: dict | None) -> Stored:
@@ -383,9 +386,10 @@ class SqliteStorage:
                 sets = ", ".join(f"{k} = ?" for k in cols)
                 self.db.execute(f"UPDATE {table} SET {sets} WHERE id = ?", (*cols.values(), id))
         except sqlite3.IntegrityError:
-            attr = _UNIQUE[rt.name][0]
-            raise ScimError(409, f"{attr} {doc[attr]!r} is already in use", "uniqueness") \
-                from None
+            err = self._uniqueness_error(rt, doc, id)
+            if err is None:
+                raise
+            raise err from None
         if rt.name == "User":
             self._write_emails(id, doc, old)
         return Stored(id, doc, created, modified, version)
@@ -410,7 +414,6 @@ class SqliteStorage:
 
     async def create(self, rt: ResourceType, doc: dict, members: list[dict] | None) -> Stored:
         with self._tx():
-            self._check_unique(rt, doc, None)
             res = self._write_row(rt, new_id(), doc, now(), 1, None)
             if rt.name == "Group":
                 self._apply_members(res.id, [MemberChange("add", members=members or [])])
@@ -423,7 +426,6 @@ class SqliteStorage:
                 if_match: str | None) -> Stored:
         with self._tx():
             cur = self._current(rt, id, if_match)
-            self._check_unique(rt, doc, id)
             res = self._write_row(rt, id, doc, cur.created, cur.version + 1, cur.doc)
             if rt.name == "Group":
                 self._apply_members(id, [MemberChange("replace", members=members or [])])
@@ -438,7 +440,6 @@ class SqliteStorage:
             if doc == cur.doc and not changes:
                 res = cur  # nothing changed: keep version and lastModified
             else:
-                self._check_unique(rt, doc, id)
                 res = self._write_row(rt, id, doc, cur.created, cur.version + 1, cur.doc)
                 if changes:
                     self._apply_members(id, changes)
