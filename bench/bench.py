@@ -15,6 +15,7 @@ Requires wrk (`make bench` installs it).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import secrets
@@ -154,51 +155,66 @@ end
 """
 
 
-def lua_script(t: Target, workload: str, run_id: str) -> str:
+def lua_headers(t: Target) -> str:
     headers = {"Content-Type": "application/scim+json", **t.headers}
-    hdr = "{" + ",".join(f"[{json.dumps(k)}]={json.dumps(v)}" for k, v in headers.items()) + "}"
-    common = f"local headers = {hdr}\nlocal n = 0\nmath.randomseed(42)\n"
-    if workload == "filter":
-        body = f"""
-local count = {len(t.users)}
-request = function()
-  local i = math.random(0, count - 1)
-  local path = string.format('/Users?filter=userName%%20eq%%20%%22bench-user-%05d%%40example.com%%22', i)
-  return wrk.format("GET", wrk.path .. path, headers)
-end"""
-    elif workload == "get":
-        body = f"""
+    return "{" + ",".join(f"[{json.dumps(k)}]={json.dumps(v)}" for k, v in headers.items()) + "}"
+
+
+def lua_user_requests(t: Target, run_id: str) -> str:
+    """Lua builders of the user requests, `make.<workload>(n)` for the n-th request: the
+    single workloads and the mix send the very same shapes."""
+    template = json.dumps(user_body(0, prefix="RUNPREFIX"))
+    return f"""
 local ids = {lua_list(t.users[:2000])}
-request = function()
+local count = {len(t.users)}
+local template = {json.dumps(template)}
+local make = {{}}
+make.filter = function(n)
+  local path = string.format('/Users?filter=userName%%20eq%%20%%22bench-user-%05d%%40example.com%%22', math.random(0, count - 1))
+  return wrk.format("GET", wrk.path .. path, headers)
+end
+make.get = function(n)
   return wrk.format("GET", wrk.path .. "/Users/" .. ids[math.random(1, #ids)], headers)
+end
+make.post = function(n)
+  return wrk.format("POST", wrk.path .. "/Users", headers, string.gsub(template, "RUNPREFIX", "{run_id}-" .. n))
+end
+make.user_patch = function(n)
+  local b = '{{"schemas":["{PATCH_OP}"],"Operations":[' ..
+    '{{"op":"replace","path":"displayName","value":"Renamed ' .. n .. '"}},' ..
+    '{{"op":"replace","path":"emails[type eq \\\\"work\\\\"].value","value":"r' .. n .. '@example.com"}},' ..
+    '{{"op":"replace","path":"{ENTERPRISE}:department","value":"Dept ' .. n .. '"}}]}}'
+  return wrk.format("PATCH", wrk.path .. "/Users/" .. ids[math.random(1, #ids)], headers, b)
+end
+"""
+
+
+# An Entra cycle's user requests, in proportion (docs/entra.md): each user in scope is matched
+# by userName first, then a changed one is PATCHed, a new one created, some read by id. Group
+# PATCHes are left out: scim2-server's cost grows with a group's size and would flatter us.
+MIX = (("filter", 4), ("user_patch", 3), ("post", 1), ("get", 2))
+
+
+def lua_script(t: Target, workload: str, run_id: str) -> str:
+    common = f"local headers = {lua_headers(t)}\nlocal n = 0\nmath.randomseed(42)\n"
+    if workload in dict(MIX):
+        body = lua_user_requests(t, run_id) + f"""
+request = function()
+  n = n + 1
+  return make.{workload}(n)
+end"""
+    elif workload == "mix":
+        slots = [kind for kind, weight in MIX for _ in range(weight)]
+        body = lua_user_requests(t, run_id) + f"""
+local slots = {lua_list(slots)}
+request = function()
+  n = n + 1
+  return make[slots[(n - 1) % #slots + 1]](n)
 end"""
     elif workload == "fixed":
         body = """
 request = function()
   return wrk.format("GET", wrk.path .. "/Users", headers)
-end"""
-    elif workload == "mix":
-        body = mix_script(t, run_id)
-    elif workload == "post":
-        template = json.dumps(user_body(0, prefix="RUNPREFIX"))
-        body = f"""
-local template = {json.dumps(template)}
-request = function()
-  n = n + 1
-  local b = string.gsub(template, "RUNPREFIX", "{run_id}-" .. n)
-  return wrk.format("POST", wrk.path .. "/Users", headers, b)
-end"""
-    elif workload == "user_patch":
-        body = f"""
-local ids = {lua_list(t.users[:2000])}
-request = function()
-  n = n + 1
-  local id = ids[math.random(1, #ids)]
-  local b = '{{"schemas":["{PATCH_OP}"],"Operations":[' ..
-    '{{"op":"replace","path":"displayName","value":"Renamed ' .. n .. '"}},' ..
-    '{{"op":"replace","path":"emails[type eq \\\\"work\\\\"].value","value":"r' .. n .. '@example.com"}},' ..
-    '{{"op":"replace","path":"{ENTERPRISE}:department","value":"Dept ' .. n .. '"}}]}}'
-  return wrk.format("PATCH", wrk.path .. "/Users/" .. id, headers, b)
 end"""
     elif workload.startswith("group_patch"):
         gid = t.group_big if workload == "group_patch_big" else t.group_small
@@ -218,41 +234,6 @@ end"""
     else:
         raise ValueError(workload)
     return common + body + LUA_DONE
-
-
-# An Entra cycle's user requests, in proportion (docs/entra.md): each user in scope is matched
-# by userName first, then a changed one is PATCHed, a new one created, some read by id. Group
-# PATCHes are left out: scim2-server's cost grows with a group's size and would flatter us.
-MIX = (("filter", 4), ("user_patch", 3), ("post", 1), ("get", 2))
-
-
-def mix_script(t: Target, run_id: str) -> str:
-    """One Lua request() that cycles through MIX's shapes, each as in its own workload."""
-    slots = [kind for kind, weight in MIX for _ in range(weight)]
-    template = json.dumps(user_body(0, prefix="RUNPREFIX"))
-    return f"""
-local slots = {lua_list(slots)}
-local ids = {lua_list(t.users[:2000])}
-local template = {json.dumps(template)}
-local count = {len(t.users)}
-request = function()
-  n = n + 1
-  local kind = slots[(n - 1) % #slots + 1]
-  if kind == "filter" then
-    local path = string.format('/Users?filter=userName%%20eq%%20%%22bench-user-%05d%%40example.com%%22', math.random(0, count - 1))
-    return wrk.format("GET", wrk.path .. path, headers)
-  elseif kind == "get" then
-    return wrk.format("GET", wrk.path .. "/Users/" .. ids[math.random(1, #ids)], headers)
-  elseif kind == "post" then
-    return wrk.format("POST", wrk.path .. "/Users", headers, string.gsub(template, "RUNPREFIX", "{run_id}-" .. n))
-  else
-    local b = '{{"schemas":["{PATCH_OP}"],"Operations":[' ..
-      '{{"op":"replace","path":"displayName","value":"Renamed ' .. n .. '"}},' ..
-      '{{"op":"replace","path":"emails[type eq \\\\"work\\\\"].value","value":"r' .. n .. '@example.com"}},' ..
-      '{{"op":"replace","path":"{ENTERPRISE}:department","value":"Dept ' .. n .. '"}}]}}'
-    return wrk.format("PATCH", wrk.path .. "/Users/" .. ids[math.random(1, #ids)], headers, b)
-  end
-end"""
 
 
 def run_wrk(t: Target, workload: str, connections: int, seconds: int, workdir: Path) -> dict:
@@ -283,60 +264,55 @@ WORKLOADS = [
 ]
 
 
-async def seed_many(t: Target, n: int) -> None:
-    """Users 0 to n-1 over 8 connections."""
-    import asyncio  # only this part of the benchmark is async
-
+async def seed_large(t: Target, n: int, tail: int) -> str:
+    """Users 0 to n-1, all but the last `tail` over 8 connections, then those one at a time;
+    returns the lastModified of the first of them, which `gt` finds the rest after."""
     async with httpx.AsyncClient(base_url=t.base, headers=t.headers, timeout=120) as c:
+        async def post(i: int) -> dict:
+            r = await c.post("/Users", json=user_body(i, prefix="large"))
+            r.raise_for_status()
+            return r.json()
+
         async def worker(k: int) -> None:
-            for i in range(k, n, 8):
-                (await c.post("/Users", json=user_body(i, prefix="large"))).raise_for_status()
+            for i in range(k, n - tail, 8):
+                await post(i)
         await asyncio.gather(*(worker(k) for k in range(8)))
+        mark = (await post(n - tail))["meta"]["lastModified"]
+        for i in range(n - tail + 1, n):
+            await post(i)
+    return mark
 
 
 def large_rows(workdir: Path, n: int, seconds: int) -> dict:
-    """Our filter latencies at `n` users: the matching attributes Entra can be set to, and the
-    incremental-sync query (meta.lastModified gt, about 150 of the newest users)."""
-    import asyncio
-    from urllib.parse import quote
-
+    """Our filter latencies at `n` users: the matching attributes Entra can be set to, on
+    random users, and the incremental-sync query (meta.lastModified gt: the 149 newest)."""
     d = workdir / "large"
     d.mkdir()
     t = start_ours(d)
     try:
         t0 = time.perf_counter()
-        asyncio.run(seed_many(t, n - 150))
-        mark = asyncio.run(seed_many_tail(t, n))
+        mark = asyncio.run(seed_large(t, n, 150))
         print(f"seeded joyn-scim: {n} users in {time.perf_counter() - t0:.1f} s", flush=True)
-        user = "large-%05d@example.com"
+        email = "large-%05d@example.com"  # %d: a random user's number, filled in by Lua
         rows = {
-            'userName eq "..."': 'userName eq "{}"',
-            'emails[type eq "work"].value eq "..."': 'emails[type eq "work"].value eq "{}"',
+            'userName eq "..."': f'userName eq "{email}"',
+            'emails[type eq "work"].value eq "..."': f'emails[type eq "work"].value eq "{email}"',
             'emails[type eq "work" and value eq "..."]':
-                'emails[type eq "work" and value eq "{}"]',
-            'externalId eq "..."': None,
+                f'emails[type eq "work" and value eq "{email}"]',
+            'externalId eq "..."': 'externalId eq "ext-large-%d"',
             f'meta.lastModified gt "<{n - 150}th user>"': f'meta.lastModified gt "{mark}"',
         }
         out = {}
-        for label, flt in rows.items():
-            if flt is None:
-                lua_path = "'/Users?filter=' .. escape(string.format('externalId eq \"ext-large-%d\"', i))"
-            elif "{}" in flt:
-                lua_path = ("'/Users?filter=' .. escape(string.format(" +
-                            json.dumps(flt.replace("{}", user)) + ", i))")
-            else:
-                lua_path = json.dumps("/Users?count=200&filter=" + quote(flt))
-            script = d / f"large-{len(out)}.lua"
-            hdr = "{" + ",".join(f"[{json.dumps(k)}]={json.dumps(v)}"
-                                 for k, v in t.headers.items()) + "}"
-            script.write_text(f"""local headers = {hdr}
+        for k, (label, flt) in enumerate(rows.items()):
+            script = d / f"large-{k}.lua"
+            script.write_text(f"""local headers = {lua_headers(t)}
 math.randomseed(42)
 local function escape(s)
   return (string.gsub(s, "[^%w%-%._~]", function(c) return string.format("%%%02X", string.byte(c)) end))
 end
 request = function()
-  local i = math.random(0, {n - 151})
-  return wrk.format("GET", wrk.path .. {lua_path}, headers)
+  local flt = string.format({json.dumps(flt)}, math.random(0, {n - 151}))
+  return wrk.format("GET", wrk.path .. "/Users?count=200&filter=" .. escape(flt), headers)
 end""" + LUA_DONE)
             res = wrk_result(script, t.base, 1, seconds)
             out[label] = {"p50_ms": res["p50_us"] / 1000, "p99_ms": res["p99_us"] / 1000,
@@ -347,18 +323,6 @@ end""" + LUA_DONE)
     finally:
         t.proc.send_signal(signal.SIGTERM)
         t.proc.wait(timeout=30)
-
-
-async def seed_many_tail(t: Target, n: int) -> str:
-    """The newest 150 users, one at a time, after a mark: lastModified gt the mark finds
-    exactly them."""
-    async with httpx.AsyncClient(base_url=t.base, headers=t.headers, timeout=120) as c:
-        r = await c.post("/Users", json=user_body(n - 150, prefix="large"))
-        r.raise_for_status()
-        mark = r.json()["meta"]["lastModified"]
-        for i in range(n - 149, n):
-            (await c.post("/Users", json=user_body(i, prefix="large"))).raise_for_status()
-    return mark
 
 
 def main() -> int:

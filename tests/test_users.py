@@ -90,11 +90,12 @@ def test_oversized_body_is_413(client):
 
 def test_username_is_unique_case_insensitively(client):
     name = unique("Bob")
-    new_user(client, userName=name)
+    holder = new_user(client, userName=name)
     r = client.post("/Users", json={"userName": name.upper()})
     assert r.status_code == 409
     body = r.json()
     assert body["scimType"] == "uniqueness" and "userName" in body["detail"]
+    assert holder["id"] in body["detail"]  # the admin can find the user that has it
 
 
 def test_concurrent_posts_of_one_username_create_exactly_one(server, client):
