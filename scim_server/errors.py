@@ -34,3 +34,8 @@ def bad_request(detail: str, scim_type: str = "invalidValue") -> ScimError:
 
 def not_found(detail: str) -> ScimError:
     return ScimError(404, detail)
+
+
+def internal_error(request_id: str) -> ScimError:
+    """A handler failed: the client learns only which request to look up in the log."""
+    return ScimError(500, f"Internal server error; see the server log for request {request_id}")

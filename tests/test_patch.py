@@ -1,7 +1,45 @@
-"""PATCH (RFC 7644 §3.5.2) on users, over HTTP: paths, value filters, extensions, atomicity."""
+"""PATCH (RFC 7644 §3.5.2): the engine (scim_server.patch) as a pure function, then on users
+over HTTP: paths, value filters, extensions, atomicity."""
 
 import pytest
 from conftest import ENTERPRISE, JOYN, new_user, patch
+
+from scim_server.errors import ScimError
+from scim_server.patch import apply_patch
+from scim_server.schemas import GROUP_TYPE, USER_TYPE
+from scim_server.storage import MemberChange
+
+
+def ops(*operations):
+    return {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": list(operations)}
+
+
+def test_the_engine_returns_a_new_document_and_leaves_its_input_alone():
+    doc = {"userName": "a", "emails": [{"value": "a@x", "type": "work"}]}
+    new, changes = apply_patch(USER_TYPE, doc, ops(
+        {"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "b@x"},
+        {"op": "replace", "value": {"active": "False"}}))  # Entra's spellings
+    assert new == {"userName": "a", "emails": [{"value": "b@x", "type": "work"}],
+                   "active": False}
+    assert changes == [] and doc["emails"][0]["value"] == "a@x"
+
+
+def test_a_failing_operation_names_itself_and_the_input_stays_untouched():
+    doc = {"userName": "a", "title": "t"}
+    with pytest.raises(ScimError) as e:
+        apply_patch(USER_TYPE, doc, ops({"op": "remove", "path": "title"},
+                                        {"op": "replace", "path": "nosuch", "value": 1}))
+    assert e.value.scim_type == "invalidPath" and e.value.detail.startswith("Operation 2 ")
+    assert doc == {"userName": "a", "title": "t"}
+
+
+def test_member_operations_become_deltas_not_a_member_list():
+    _, changes = apply_patch(GROUP_TYPE, {"displayName": "g"}, ops(
+        {"op": "add", "path": "members", "value": [{"value": "u1"}, {"value": "u2"}]},
+        {"op": "remove", "path": "members[value eq \"u3\"]"}))
+    assert changes[0] == MemberChange("add", members=[{"value": "u1"}, {"value": "u2"}])
+    assert changes[1].kind in ("remove", "remove_where")
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """Storage: the interface every backend implements, and the types it speaks.
 
 SQLite (WAL, one file; `sqlite.py`) is the embedded backend. A second one (PostgreSQL) is one
-more module implementing `Storage` and passing the same tests (tests/test_storage.py runs
-against the interface).
+more module implementing `Storage`, one entry in tests/test_storage.py's BACKENDS, and
+passing the same tests: they run against this interface, once per backend.
 
 The contract:
 - Every method is a coroutine and one transaction: a call applies completely or not at all,

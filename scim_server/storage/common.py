@@ -1,4 +1,5 @@
-"""What every storage backend does the same way: ids, timestamps, case folding, preconditions."""
+"""What every storage backend does the same way: ids, timestamps, case folding, preconditions,
+uniqueness."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 
 from ..errors import ScimError
 from ..filters import format_datetime
+from ..schemas import ResourceType
 from . import Stored
 
 
@@ -47,3 +49,20 @@ def email_keys(doc: dict) -> set[str]:
     """The folded email addresses of a user document, as the email index holds them."""
     return {fold(e["value"]) for e in doc.get("emails") or ()
             if isinstance(e, dict) and isinstance(e.get("value"), str)}
+
+
+# The attribute each resource type keeps unique (case-insensitively: both are caseExact false).
+UNIQUE = {"User": "userName", "Group": "displayName"}
+
+
+def unique_key(rt: ResourceType, doc: dict) -> object:
+    """What a backend's uniqueness constraint compares for `doc`."""
+    return fold(doc[UNIQUE[rt.name]])
+
+
+def uniqueness_conflict(rt: ResourceType, doc: dict, holder: str) -> ScimError:
+    """The 409 for a write whose unique attribute `holder` already has: it names the holder, so
+    an admin can find the duplicate."""
+    attr = UNIQUE[rt.name]
+    return ScimError(409, f"{attr} {doc[attr]!r} is already used by {rt.name} {holder}",
+                     "uniqueness")

@@ -34,7 +34,15 @@ from ..errors import ScimError, bad_request, not_found
 from ..limits import QUERY_TIMEOUT
 from ..schemas import ResourceType
 from . import MemberChange, Mutation, Query, Stored
-from .common import check_precondition, email_keys, fold, new_id, now
+from .common import (
+    check_precondition,
+    email_keys,
+    fold,
+    new_id,
+    now,
+    unique_key,
+    uniqueness_conflict,
+)
 from .sqlfilter import (
     compile_filter,
     compile_member_filter,
@@ -91,7 +99,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 _TABLE = {"User": "users", "Group": "groups"}
-_UNIQUE = {"User": ("userName", "user_name_fold"), "Group": ("displayName", "display_name_fold")}
+_UNIQUE_COLUMN = {"User": "user_name_fold", "Group": "display_name_fold"}  # common.UNIQUE
 _CHUNK = 500  # stays well below SQLite's bound-parameter limit
 _WAL_LIMIT = 16 * 1024 * 1024  # the WAL file is truncated back to this size after a reset
 READERS = 2  # reader threads: the two cores a tenant's pod gets at most
@@ -357,13 +365,12 @@ class SqliteStorage:
     def _uniqueness_error(self, rt: ResourceType, doc: dict, own_id: str) -> ScimError | None:
         """After the UNIQUE index refused a write (it checks for free; a SELECT before every
         write cost a statement per request): the 409 that names the holder."""
-        attr, column = _UNIQUE[rt.name]
-        row = self.db.execute(f"SELECT id FROM {_TABLE[rt.name]} WHERE {column} = ?",
-                              (fold(doc[attr]),)).fetchone()
+        row = self.db.execute(
+            f"SELECT id FROM {_TABLE[rt.name]} WHERE {_UNIQUE_COLUMN[rt.name]} = ?",
+            (unique_key(rt, doc),)).fetchone()
         if row is None or row[0] == own_id:
             return None
-        return ScimError(409, f"{attr} {doc[attr]!r} is already used by {rt.name} {row[0]}",
-                         "uniqueness")
+        return uniqueness_conflict(rt, doc, row[0])
 
     def _write_row(self, rt: ResourceType, id: str, doc: dict, created: str, version: int,
                    old: dict | None) -> Stored:
@@ -433,16 +440,19 @@ class SqliteStorage:
             return res
 
     async def modify(self, rt: ResourceType, id: str, mutate: Mutation, if_match: str | None,
-               *, with_related: bool = True) -> Stored:
+                     *, with_related: bool = True) -> Stored:
         with self._tx():
             cur = self._current(rt, id, if_match)
             doc, changes = mutate(cur.doc)
-            if doc == cur.doc and not changes:
-                res = cur  # nothing changed: keep version and lastModified
+            # Member deltas first: one that changes no row (Entra adding a member already
+            # there) is no change, and neither the version nor lastModified moves.
+            before = self.db.total_changes
+            if changes:
+                self._apply_members(id, changes)
+            if doc == cur.doc and self.db.total_changes == before:
+                res = cur
             else:
                 res = self._write_row(rt, id, doc, cur.created, cur.version + 1, cur.doc)
-                if changes:
-                    self._apply_members(id, changes)
             if with_related:
                 self.reads.load_related(rt, [res])
             return res
@@ -475,8 +485,8 @@ class SqliteStorage:
                                     f"{where}", (group_id, *params))
                 else:
                     self.db.execute(f"UPDATE group_members AS m SET display = ? WHERE "
-                                    f"group_id = ? AND {where}",
-                                    (ch.display, group_id, *params))
+                                    f"group_id = ? AND display IS NOT ? AND {where}",
+                                    (ch.display, group_id, ch.display, *params))
 
     def _add_members(self, group_id: str, members: list[dict]) -> None:
         if not members:
@@ -500,5 +510,6 @@ class SqliteStorage:
         self.db.executemany(
             "INSERT INTO group_members (group_id, value, display, type) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (group_id, value) DO UPDATE SET "
-            "display = COALESCE(excluded.display, group_members.display)",
+            "display = COALESCE(excluded.display, group_members.display) "
+            "WHERE group_members.display IS NOT COALESCE(excluded.display, group_members.display)",
             [(group_id, v, d, types[v]) for v, d in wanted.items()])
