@@ -58,6 +58,11 @@ class ScimService:
         return f"{request.scope['scheme']}://{host}{self.settings.base_path}"
 
     async def read_json(self, request: Request) -> object:
+        encoding = request.headers.get("content-encoding")
+        if encoding and encoding.strip().lower() != "identity":
+            # No SCIM client compresses its bodies; saying so beats a JSON parse error.
+            raise ScimError(415, f"Content-Encoding {encoding!r} is not supported: send the "
+                            "body uncompressed")
         cap = self.settings.max_body_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > cap:

@@ -139,3 +139,17 @@ def test_a_nul_character_in_a_value_is_400(client, attribute):
     r = patch(client, f"/Users/{user['id']}", {"op": "replace", "path": attribute,
                                                "value": value})
     scim_400(r, "invalidValue", "U+0000")
+
+
+def test_a_compressed_body_is_415_and_stores_nothing(client):
+    import gzip
+
+    import orjson
+    from conftest import USER
+    body = gzip.compress(orjson.dumps({"schemas": [USER], "userName": "zipped@example.com"}))
+    r = client.post("/Users", content=body, headers={"Content-Encoding": "gzip",
+                                                     "Content-Type": "application/scim+json"})
+    assert r.status_code == 415 and r.json()["schemas"] == [ERROR], r.text
+    assert "gzip" in r.json()["detail"]
+    found = client.get("/Users", params={"filter": 'userName eq "zipped@example.com"'})
+    assert listing(found)["totalResults"] == 0

@@ -172,3 +172,22 @@ async def test_a_search_no_index_serves_runs_beside_the_event_loop(store):
     release.set()
     assert await slow == (0, [])
     assert where[0].startswith("sqlite-reader")
+
+
+async def test_a_full_disk_is_507_the_write_is_not_stored_and_reads_go_on(store, caplog):
+    """SQLite's page limit stands in for a full volume: both end a write with SQLITE_FULL."""
+    from scim_server.errors import ScimError
+    kept = await store.create(USER_TYPE, {"userName": "kept"}, None)
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(ScimError) as e:
+        for i in range(200):  # until the next page is needed
+            await store.create(USER_TYPE, {"userName": f"u{i}", "title": "x" * 2000}, None)
+    assert e.value.status == 507 and "disk is full" in e.value.detail
+    assert "disk is full" in caplog.text
+    total, found = await store.search(USER_TYPE, Query(count=1000))
+    assert f"u{i}" not in {u.doc["userName"] for u in found}
+    assert (await store.get(USER_TYPE, kept.id)).doc == {"userName": "kept"}
+    store.db.execute(f"PRAGMA max_page_count = {pages * 100}")  # room again: writes go on
+    await store.create(USER_TYPE, {"userName": "after"}, None)
+    assert await store.count(USER_TYPE) == total + 1

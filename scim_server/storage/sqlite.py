@@ -327,10 +327,18 @@ class SqliteStorage:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("COMMIT")
+        except BaseException as e:
+            if self.db.in_transaction:  # SQLite has already rolled back some failures
+                self.db.execute("ROLLBACK")
+            if isinstance(e, sqlite3.OperationalError) and \
+                    e.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                log.error("the database's disk is full: writes fail until there is room",
+                          extra={"database": self.path})
+                raise ScimError(507, "The server's disk is full: the change was not stored. "
+                                "Reads still work; retry once the operator of this server has "
+                                "made room.") from None
             raise
-        self.db.execute("COMMIT")
         self._commits += 1
 
     async def close(self) -> None:
