@@ -163,11 +163,14 @@ For scripts: {OUT / 'connection.env'}. Ctrl-C stops everything.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stopping = time.monotonic()
         terminate(operator)
+        took = {"operator": time.monotonic() - stopping}
         if cluster is not None:
-            cluster.stop()
+            took.update(cluster.stop())
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.rmtree(OUT, ignore_errors=True)
-        print(f"stopped in {time.monotonic() - stopping:.1f} s; nothing left behind", flush=True)
+        steps = ", ".join(f"{name} {s:.1f}" for name, s in took.items())
+        print(f"stopped in {time.monotonic() - stopping:.1f} s ({steps}); nothing left behind",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -118,16 +118,23 @@ class Cluster:
         return "\n".join([self.cp.logs(), self.node.logs(), self.storage.logs(),
                           self.ingress.logs()])
 
-    def stop(self, remove: bool = True) -> None:
+    def stop(self, remove: bool = True) -> dict[str, float]:
         """The ingress controller and the provisioner, the node (its pods first), the control
-        plane, then the node's network, which holds the API server's address."""
-        self.ingress.stop()
-        self.storage.stop()
-        self.node.stop(remove=remove, keep_network=True)
-        self.cp.stop(remove=remove)
-        self.node.remove_network(remove=remove)  # the API server's address goes last
+        plane, then the node's network, which holds the API server's address. Returns the
+        seconds each step took, for a caller that promises a quick stop to show where."""
+        steps = {"ingress": self.ingress.stop, "storage": self.storage.stop,
+                 "node": lambda: self.node.stop(remove=remove, keep_network=True),
+                 "control plane": lambda: self.cp.stop(remove=remove),
+                 # the API server's address goes last
+                 "network": lambda: self.node.remove_network(remove=remove)}
+        took = {}
+        for name, step in steps.items():
+            t0 = time.monotonic()
+            step()
+            took[name] = time.monotonic() - t0
         if remove:
             shutil.rmtree(self.dir, ignore_errors=True)
+        return took
 
 
 def _kill(pid: int, timeout: float = 10) -> None:

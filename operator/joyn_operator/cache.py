@@ -16,6 +16,7 @@ from collections import defaultdict
 
 from .keys import INSTANCE_LABEL
 from .kube import KINDS, Kube, path
+from .status import available
 
 CLUSTER_PATHS = {"IngressClass": "/apis/networking.k8s.io/v1/ingressclasses"}
 
@@ -30,14 +31,29 @@ def object_path(obj: dict) -> str | None:
     return None
 
 
-def _newer(new: dict, old: dict) -> bool:
-    """Whether `new` is not older than `old`. resourceVersions are etcd revisions, so they
-    compare as numbers on every API server backed by etcd; if one is not a number, trust the
-    latest arrival."""
+def _revision(obj: dict) -> int | None:
+    """resourceVersions are etcd revisions, so they compare as numbers on every API server
+    backed by etcd; None where one is missing or not a number."""
     try:
-        return int(new["metadata"]["resourceVersion"]) >= int(old["metadata"]["resourceVersion"])
+        return int(obj["metadata"]["resourceVersion"])
     except (KeyError, ValueError, TypeError):
-        return True
+        return None
+
+
+def _newer(new: dict, old: dict) -> bool:
+    """Whether `new` is not older than `old`; if either has no revision, trust the latest
+    arrival."""
+    a, b = _revision(new), _revision(old)
+    return a is None or b is None or a >= b
+
+
+def _same(new: dict, old: dict) -> bool:
+    """Whether `new` is the very version the cache holds: the watch event of the operator's
+    own apply (its answer is stored first), or a copy from a re-list after the watch expired.
+    Neither changes anything a reconcile reads, and reconciling on them kept an idle operator
+    busy."""
+    a = _revision(new)
+    return a is not None and a == _revision(old)
 
 
 ABSENT: dict = {}  # the cache's answer "the watch shows no such object"
@@ -55,6 +71,18 @@ def _pod_signature(pod: dict) -> tuple:
                   for c in status.get("conditions") or []),
             tuple((c.get("ready"), ((c.get("state") or {}).get("waiting") or {}).get("reason"))
                   for c in status.get("containerStatuses") or []))
+
+
+def _deployment_signature(deployment: dict) -> tuple:
+    """What a reconcile reads of a Deployment: its metadata and spec (drift, ownership) and,
+    of its status, only whether it is available. The controllers' progress updates while a
+    pod starts (replicas, conditions' timestamps) need no reconcile."""
+    meta = {k: v for k, v in (deployment.get("metadata") or {}).items()
+            if k not in ("resourceVersion", "managedFields")}
+    return meta, deployment.get("spec"), available(deployment)
+
+
+_SIGNATURES = {"Deployment": _deployment_signature}
 
 
 class ObjectCache:
@@ -92,7 +120,11 @@ class ObjectCache:
             else:
                 self._objects.pop(url, None)
             return True
-        changed = not self._objects.get(url) or _newer(obj, self._objects[url])
+        before = self._objects.get(url)
+        changed = not before or (_newer(obj, before) and not _same(obj, before))
+        signature = _SIGNATURES.get(obj.get("kind"))
+        if changed and before and signature and event_type != "ADDED":
+            changed = signature(before) != signature(obj)
         self.put(url, obj)
         return changed
 

@@ -63,8 +63,10 @@ def _pod_pending(pods: list[dict]) -> str | None:
     return None
 
 
-def _available(deployment: dict | None, generation_applied: bool) -> bool:
-    if not deployment or not generation_applied:
+def available(deployment: dict | None) -> bool:
+    """All the tenant's conditions read of its Deployment's status: a replica is available,
+    and the status describes the current spec."""
+    if not deployment:
         return False
     status = deployment.get("status") or {}
     return (status.get("availableReplicas") or 0) >= 1 and \
@@ -119,7 +121,7 @@ def conditions(o: Observed, *, paused: bool, previous_valid_until: datetime | No
     """The six conditions, with lastTransitionTime carried over when a status did not change."""
     failure = _pod_failure(o.pods)
     pvc_phase = ((o.pvc or {}).get("status") or {}).get("phase")
-    available = _available(o.deployment, generation_applied=True)
+    is_available = available(o.deployment)
     ingress = _ingress(o)
 
     if o.apply_errors:
@@ -140,7 +142,7 @@ def conditions(o: Observed, *, paused: bool, previous_valid_until: datetime | No
     else:
         degraded = _cond("Degraded", False, "AsExpected", "No failure observed")
 
-    if available:
+    if is_available:
         progressing = _cond("Progressing", False, "Stable", "The server is running")
     elif o.pvc is not None and pvc_phase == "Pending":
         progressing = _cond("Progressing", True, "VolumePending",
@@ -158,7 +160,7 @@ def conditions(o: Observed, *, paused: bool, previous_valid_until: datetime | No
         ready = _cond("Ready", False, "TokenMissing", o.token_missing or "No token")
     elif failure:
         ready = _cond("Ready", False, degraded["reason"], degraded["message"])
-    elif not available:
+    elif not is_available:
         ready = _cond("Ready", False, progressing["reason"], progressing["message"])
     elif ingress["status"] != "True":
         ready = _cond("Ready", False, ingress["reason"], ingress["message"])

@@ -15,6 +15,14 @@ import httpx
 
 from .conftest import ROOT, eventually, machine_state
 
+# The README's "within a few seconds", with room for a loaded 2-core machine: each step of
+# the demo's stop is bounded by its own timeout, and their sum is far above this.
+STOP_WITHIN = 20
+
+
+def redacted(output: str) -> str:
+    return re.sub(r"Secret Token: \S+", "Secret Token: <redacted>", output)
+
 
 def read_env(path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
@@ -43,12 +51,14 @@ def test_the_demo_serves_its_tenant_and_ctrl_c_leaves_nothing_behind(cluster, tm
     finally:
         os.killpg(demo.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         try:
-            output, _ = demo.communicate(timeout=10)  # the promise: stopped within 10 s
+            output, _ = demo.communicate(timeout=STOP_WITHIN)
         except subprocess.TimeoutExpired:
             os.killpg(demo.pid, signal.SIGKILL)
-            raise
+            output, _ = demo.communicate()
+            raise AssertionError(f"the demo did not stop within {STOP_WITHIN} s of Ctrl-C; "
+                                 f"its output:\n{redacted(output)}") from None
     # The demo prints the token once, for a person; a failing test must not print it again.
-    shown = re.sub(r"Secret Token: \S+", "Secret Token: <redacted>", output)
+    shown = redacted(output)
     assert demo.returncode == 0, shown
     assert "Traceback" not in output and "nothing left behind" in output, shown
     assert token not in shown, "the token appears more than once in the demo's output"

@@ -23,6 +23,38 @@ def test_a_newer_object_replaces_an_older_one_never_the_reverse():
     assert cache.get(url) is None
 
 
+def test_only_a_new_version_is_a_change():
+    """The watch event of the operator's own apply, and every copy a re-list brings, name the
+    version the cache already holds: reconciling on them kept an idle operator busy."""
+    cache = ObjectCache()
+    assert cache.seen(None, obj("Service", "acme-scim", 5))  # the apply's answer: new
+    assert not cache.seen("MODIFIED", obj("Service", "acme-scim", 5))  # its watch event
+    assert not cache.seen(None, obj("Service", "acme-scim", 5))  # a re-list's copy
+    assert not cache.seen("MODIFIED", obj("Service", "acme-scim", 4))  # late, older
+    assert cache.seen("MODIFIED", obj("Service", "acme-scim", 6))  # someone changed it
+    assert cache.seen("DELETED", obj("Service", "acme-scim", 7))
+    assert cache.seen("ADDED", obj("Service", "acme-scim", 8))  # made again
+
+
+def test_a_deployment_changes_when_its_spec_metadata_or_availability_does():
+    def deployment(rv, generation=1, replicas=1, available=0, observed=1, labels=None):
+        d = obj("Deployment", "acme-scim", rv, generation=generation, labels=labels or {})
+        return {**d, "spec": {"replicas": replicas},
+                "status": {"observedGeneration": observed, "replicas": 1,
+                           "availableReplicas": available,
+                           "conditions": [{"type": "Progressing", "lastUpdateTime": str(rv)}]}}
+
+    cache = ObjectCache()
+    assert cache.seen("ADDED", deployment(1))
+    assert not cache.seen("MODIFIED", deployment(2))  # the controller's progress only
+    assert cache.seen("MODIFIED", deployment(3, available=1))  # now available
+    assert cache.seen("MODIFIED", deployment(4, generation=2, replicas=3, available=1))  # edited
+    assert cache.seen("MODIFIED", deployment(5, generation=2, replicas=3, available=1,
+                                             observed=2))  # the new spec is rolled out
+    assert cache.seen("MODIFIED", deployment(6, generation=2, replicas=3, available=1,
+                                             observed=2, labels={"x": "y"}))  # relabelled
+
+
 def test_pods_are_kept_by_tenant_and_cluster_objects_by_name():
     cache = ObjectCache()
     labels = {"app.kubernetes.io/instance": "acme"}
