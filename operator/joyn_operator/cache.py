@@ -47,15 +47,6 @@ def _newer(new: dict, old: dict) -> bool:
     return a is None or b is None or a >= b
 
 
-def _same(new: dict, old: dict) -> bool:
-    """Whether `new` is the very version the cache holds: the watch event of the operator's
-    own apply (its answer is stored first), or a copy from a re-list after the watch expired.
-    Neither changes anything a reconcile reads, and reconciling on them kept an idle operator
-    busy."""
-    a = _revision(new)
-    return a is not None and a == _revision(old)
-
-
 ABSENT: dict = {}  # the cache's answer "the watch shows no such object"
 # Kinds whose every event reaches the cache (all IngressClasses are watched), so an absence
 # it remembers is the truth until the watch says otherwise.
@@ -121,7 +112,10 @@ class ObjectCache:
                 self._objects.pop(url, None)
             return True
         before = self._objects.get(url)
-        changed = not before or (_newer(obj, before) and not _same(obj, before))
+        # The same version again (the echo of our own apply, a re-list's copy) counts as a
+        # change: skipping it made 500 tenants' cold start 8 s slower in the bench (42.8 ->
+        # 51.0 s, twice), for a reason not yet found, while it saved ~0.2 CPU s a minute.
+        changed = not before or _newer(obj, before)
         signature = _SIGNATURES.get(obj.get("kind"))
         if changed and before and signature and event_type != "ADDED":
             changed = signature(before) != signature(obj)

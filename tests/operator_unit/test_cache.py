@@ -23,19 +23,6 @@ def test_a_newer_object_replaces_an_older_one_never_the_reverse():
     assert cache.get(url) is None
 
 
-def test_only_a_new_version_is_a_change():
-    """The watch event of the operator's own apply, and every copy a re-list brings, name the
-    version the cache already holds: reconciling on them kept an idle operator busy."""
-    cache = ObjectCache()
-    assert cache.seen(None, obj("Service", "acme-scim", 5))  # the apply's answer: new
-    assert not cache.seen("MODIFIED", obj("Service", "acme-scim", 5))  # its watch event
-    assert not cache.seen(None, obj("Service", "acme-scim", 5))  # a re-list's copy
-    assert not cache.seen("MODIFIED", obj("Service", "acme-scim", 4))  # late, older
-    assert cache.seen("MODIFIED", obj("Service", "acme-scim", 6))  # someone changed it
-    assert cache.seen("DELETED", obj("Service", "acme-scim", 7))
-    assert cache.seen("ADDED", obj("Service", "acme-scim", 8))  # made again
-
-
 def test_a_deployment_changes_when_its_spec_metadata_or_availability_does():
     def deployment(rv, generation=1, replicas=1, available=0, observed=1, labels=None):
         d = obj("Deployment", "acme-scim", rv, generation=generation, labels=labels or {})
