@@ -238,9 +238,42 @@ def chart_values(cluster, watch: str, **extra) -> dict:
         "resyncSeconds": 10, "logLevel": "debug"}}
 
 
-def machine_state(session: Path) -> dict:
-    """What a node could leave on the machine outside its folder (the session cluster's own
-    pod log links come and go as its pods do, so they are left out)."""
+def _session_parts(session) -> dict[str, set[str]]:
+    """What the session cluster's own pods hold on the machine right now: their veths on its
+    bridge, their network namespaces, their CNI results and their shims' sockets. Its pods come
+    and go while a test runs (a tenant's rollout, the provisioner's helper pods), so a check
+    that another cluster left nothing behind leaves these out."""
+    node = session.node
+    links = json.loads(subprocess.run(["ip", "-j", "link", "show", "master", node.bridge],
+                                      capture_output=True, text=True).stdout or "[]")
+    sandboxes = node.dir / "containerd" / "root" / "io.containerd.grpc.v1.cri" / "sandboxes"
+    sandbox_ids = [p.name for p in sandboxes.iterdir()] if sandboxes.is_dir() else []
+    listening = {}  # socket inode -> path, for the shims' sockets
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 7 and fields[7].startswith("/run/containerd/s/"):
+            listening[fields[6]] = fields[7].rsplit("/", 1)[1]
+    shim_sockets = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or str(node.socket) not in \
+                    (proc / "cmdline").read_bytes().decode(errors="replace"):
+                continue
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    shim_sockets.add(listening.get(target[8:-1], ""))
+        except OSError:
+            continue
+    return {"links": {link["ifname"] for link in links},
+            "netns ids": {link.get("link_netnsid") for link in links},
+            "cni": (f"{node.network}-", *(f"cni-loopback-{sid}-" for sid in sandbox_ids)),
+            "shim sockets": shim_sockets}
+
+
+def machine_state(session) -> dict:
+    """What a node could leave on the machine outside its folder, less what the session
+    cluster's own pods hold (`_session_parts`)."""
     def run(*args: str) -> str:
         return subprocess.run(args, capture_output=True, text=True).stdout
 
@@ -248,24 +281,38 @@ def machine_state(session: Path) -> dict:
         p = Path(folder)
         return sorted(x.name for x in p.iterdir()) if p.is_dir() else []
 
+    own = _session_parts(session)
+    namespaces = json.loads(run("ip", "-j", "netns", "list") or "[]")
     return {
-        "links": sorted(link["ifname"] for link in json.loads(run("ip", "-j", "link"))),
-        "netns": run("ip", "netns", "list"),
+        "links": sorted(link["ifname"] for link in json.loads(run("ip", "-j", "link"))
+                        if link["ifname"] not in own["links"]),
+        "netns": sorted(ns["name"] for ns in namespaces if ns.get("id") not in own["netns ids"]
+                        or ns.get("id") is None),
         "iptables": [line for line in run("iptables-save").splitlines()
                      if not line.startswith("#")],
         "ip6tables": [line for line in run("ip6tables-save").splitlines()
                       if not line.startswith("#")],
-        "cni": listing("/var/lib/cni/results"),
+        "cni": [f for f in listing("/var/lib/cni/results") if not f.startswith(own["cni"])],
         "host folders": [f for f in ("/run/containerd", "/var/lib/cni", "/var/lib/kubelet",
                                      "/var/log/containers") if Path(f).exists()],
         "containerd run folder": listing("/run/containerd"),
         "kubelet device plugins": listing("/var/lib/kubelet/device-plugins"),
-        "shim sockets": listing("/run/containerd/s"),
+        "shim sockets": [f for f in listing("/run/containerd/s")
+                         if f not in own["shim sockets"]],
         "container logs": [name for name in listing("/var/log/containers") if not os.readlink(
-            f"/var/log/containers/{name}").startswith(str(session))],
+            f"/var/log/containers/{name}").startswith(str(session.dir))],
         "cgroups": sorted(p.name for h in Path("/sys/fs/cgroup").iterdir() if h.is_dir()
                           for p in h.glob("joyn-scim-*")),
     }
+
+
+def nothing_left_behind(session, before: dict) -> None:
+    """The machine as `before`, once a pod the session cluster is just making (its veth not
+    yet on the bridge) is done: a real leftover stays, and fails with the difference."""
+    deadline = time.monotonic() + 30
+    while (now := machine_state(session)) != before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert now == before
 
 
 CRD_PATH = ROOT / "crds" / "joynscimtenants.scim.sevenlakes.com.yaml"

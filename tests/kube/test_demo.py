@@ -13,7 +13,7 @@ import sys
 
 import httpx
 
-from .conftest import ROOT, eventually, machine_state
+from .conftest import ROOT, eventually, machine_state, nothing_left_behind
 
 # The README's "within a few seconds", with room for a loaded 2-core machine: each step of
 # the demo's stop is bounded by its own timeout, and their sum is far above this.
@@ -30,7 +30,7 @@ def read_env(path) -> dict[str, str]:
 
 def test_the_demo_serves_its_tenant_and_ctrl_c_leaves_nothing_behind(cluster, tmp_path):
     out = tmp_path / "demo"
-    before = machine_state(cluster.dir)
+    before = machine_state(cluster)
     demo = subprocess.Popen([sys.executable, str(ROOT / "hack" / "demo.py")],
                             env={**os.environ, "JOYN_SCIM_DEMO_DIR": str(out)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -63,4 +63,4 @@ def test_the_demo_serves_its_tenant_and_ctrl_c_leaves_nothing_behind(cluster, tm
     assert "Traceback" not in output and "nothing left behind" in output, shown
     assert token not in shown, "the token appears more than once in the demo's output"
     assert not out.exists()
-    assert machine_state(cluster.dir) == before
+    nothing_left_behind(cluster, before)

@@ -13,7 +13,7 @@ import pytest
 from cluster import Cluster
 from controlplane import NODE_NAME
 
-from .conftest import eventually, machine_state
+from .conftest import eventually, machine_state, nothing_left_behind
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_stopping_a_cluster_leaves_nothing_behind(tmp_path_factory, cluster):
     """A second cluster, with a pod and a bound volume running, stopped: the machine is as it
     was (the session's cluster keeps running beside it, untouched)."""
     tmp_path = tmp_path_factory.mktemp("c")  # a short path: it holds unix sockets
-    before = machine_state(cluster.dir)
+    before = machine_state(cluster)
     other = Cluster(tmp_path / "other").start()
     try:
         ns = "leftovers"
@@ -116,12 +116,11 @@ def test_stopping_a_cluster_leaves_nothing_behind(tmp_path_factory, cluster):
         eventually(lambda: (other.cp.get_json(f"/api/v1/namespaces/{ns}/pods/sleeper") or {})
                    .get("status", {}).get("phase") == "Running", timeout=120,
                    what="the pod to run")
-        during = machine_state(cluster.dir)
+        during = machine_state(cluster)
         assert during["links"] != before["links"]  # its bridge and the pod's veth exist
     finally:
         other.stop()
-    after = machine_state(cluster.dir)
-    assert after == before
+    nothing_left_behind(cluster, before)
     assert not (tmp_path / "other").exists()
     leftovers = subprocess.run(["pgrep", "-af", str(tmp_path)], capture_output=True,
                                text=True).stdout
