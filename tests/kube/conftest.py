@@ -5,6 +5,7 @@ client and the operator run as a process (`joyn-scim operator`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -309,10 +310,9 @@ def machine_state(session) -> dict:
 def nothing_left_behind(session, before: dict) -> None:
     """The machine as `before`, once a pod the session cluster is just making (its veth not
     yet on the bridge) is done: a real leftover stays, and fails with the difference."""
-    deadline = time.monotonic() + 30
-    while (now := machine_state(session)) != before and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert now == before
+    with contextlib.suppress(AssertionError):  # the assert below shows the difference
+        eventually(lambda: machine_state(session) == before, timeout=30)
+    assert machine_state(session) == before
 
 
 CRD_PATH = ROOT / "crds" / "joynscimtenants.scim.sevenlakes.com.yaml"
