@@ -8,7 +8,7 @@ them with 5,000 members, then measured with wrk (a C load generator) from loopba
 - latency: one connection, requests back to back; median and p99 from wrk's histogram
 - throughput: 8 connections; requests per second
 
-Usage: python bench/bench.py [--seconds 5] [--users 10000] [--json results.json]
+Usage: python bench/bench.py [--seconds 5] [--users 10000] [--baseline REF] [--json results.json]
 Requires wrk (`make bench` installs it).
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -31,7 +32,9 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline import ROOT, source_env, worktree
+
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -68,16 +71,19 @@ def wait_up(url: str, proc: subprocess.Popen) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def start_ours(workdir: Path) -> Target:
+def start_ours(workdir: Path, source: Path = ROOT, name: str = "joyn-scim") -> Target:
+    """Our server from `source` (this tree, or a baseline's worktree), data in `workdir`."""
+    workdir.mkdir(exist_ok=True)
     token = secrets.token_urlsafe(32)
     (workdir / "token").write_text(token)
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "scim_server", "serve", "--port", str(port), "--data-dir",
          str(workdir), "--token-file", str(workdir / "token"), "--log-level", "warning"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=source, env=source_env(source), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
     wait_up(f"http://127.0.0.1:{port}/healthz", proc)
-    return Target("joyn-scim", f"http://127.0.0.1:{port}/scim/v2",
+    return Target(name, f"http://127.0.0.1:{port}/scim/v2",
                   {"Authorization": f"Bearer {token}"}, proc)
 
 
@@ -335,6 +341,8 @@ def main() -> int:
                     help="users for the filter rows at scale (0: skip them)")
     ap.add_argument("--only", nargs="*", choices=[k for k, _ in WORKLOADS],
                     help="run only these workloads")
+    ap.add_argument("--baseline", metavar="REF",
+                    help="also run our server as of this git ref, in the same run (before/after)")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--profile", type=Path,
                     help="record our server during the mix's 8-connection run with py-spy (on "
@@ -343,8 +351,16 @@ def main() -> int:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     workloads = [(k, label) for k, label in WORKLOADS if not args.only or k in args.only]
+    with contextlib.ExitStack() as stack:
+        baseline = stack.enter_context(worktree(args.baseline)) if args.baseline else None
+        return run(args, workloads, baseline)
+
+
+def run(args: argparse.Namespace, workloads: list, baseline: Path | None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="joyn-bench-"))
-    targets = [start_ours(workdir), start_scim2_server()]
+    targets = [start_ours(workdir / "ours"), start_scim2_server()]
+    if baseline:
+        targets.append(start_ours(workdir / "baseline", baseline, f"joyn-scim {args.baseline}"))
     bare = start_uvicorn("bare ASGI app", "bench.bare_app:app", "/", "")
     results: dict = {"machine": f"{os.cpu_count()} cores", "python": sys.version.split()[0],
                      "users": args.users, "groups": args.groups, "seconds": args.seconds,
@@ -400,6 +416,12 @@ def main() -> int:
               f"{b['p50_ms'] / a['p50_ms']:.1f}x | {b['p99_ms'] / a['p99_ms']:.1f}x | "
               f"{a['rps']:.0f} | {b['rps']:.0f} | {a['rps'] / b['rps']:.1f}x | "
               f"{a['rps'] / ceiling:.0%} |")
+    if baseline:
+        before = targets[2].name
+        print(f"\n| workload | req/s {before} | req/s {ours} | after / before |\n|---|---|---|---|")
+        for key, label in workloads:
+            a, b = results["results"][key][ours], results["results"][key][before]
+            print(f"| {label} | {b['rps']:.0f} | {a['rps']:.0f} | {a['rps'] / b['rps']:.2f}x |")
     print(f"\nceiling (a bare ASGI app, a fixed body, same server): {ceiling:.0f} req/s")
     if {"group_patch_big", "group_patch_small"} <= {k for k, _ in workloads}:
         big = results["results"]["group_patch_big"][ours]["p50_ms"]

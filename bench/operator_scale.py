@@ -46,6 +46,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack" / "kube"))
+from baseline import source_env, worktree  # noqa: E402
 from controlplane import ControlPlane, binaries_dir, free_port  # noqa: E402
 from joyn_operator.keys import INSTANCE_LABEL  # noqa: E402
 
@@ -66,12 +67,10 @@ class Operator:
         self.metrics = free_port()
 
     def start(self) -> None:
-        env = {**os.environ, "KUBECONFIG": str(self.cp.kubeconfig),
+        env = {**source_env(self.source), "KUBECONFIG": str(self.cp.kubeconfig),
                "JOYN_OPERATOR_METRICS_ADDRESS": f"127.0.0.1:{self.metrics}",
                "JOYN_OPERATOR_DOMAIN": "scim.bench", "JOYN_OPERATOR_INGRESS_CLASS": "nginx",
                "JOYN_OPERATOR_SERVER_IMAGE": "joyn-scim:bench"}
-        if self.source != ROOT:  # the baseline: its packages before the installed ones
-            env["PYTHONPATH"] = f"{self.source}{os.pathsep}{self.source / 'operator'}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scim_server", "operator", "-n", NAMESPACE,
              "--liveness", "", "--log-level", "info"],
@@ -283,15 +282,9 @@ def main() -> int:
         return 2
     runs = []
     if args.baseline:
-        tree = Path(tempfile.mkdtemp(prefix="joyn-bench-baseline-"))
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree),
-                        args.baseline], check=True, capture_output=True)
-        try:
+        with worktree(args.baseline) as tree:
             runs.append(run(args.baseline, tree, args.tenants, bins, args.timeout,
                             args.profile))
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                           check=False, capture_output=True)
     runs.append(run("this tree", ROOT, args.tenants, bins, args.timeout, args.profile))
     for r in runs:
         print(f"\n== {r['label']}: {r['tenants']} tenants")

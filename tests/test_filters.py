@@ -95,3 +95,5 @@ def test_datetimes_normalise_to_one_instant():
     assert normalize_datetime("2015-10-10T14:38:21.8617979-07:00") == \
         "2015-10-10T21:38:21.861797Z"
     assert normalize_datetime("2015-10-10T21:38:21Z") == "2015-10-10T21:38:21.000000Z"
+    # four year digits before year 1000 too, or "500-..." would sort after "2026-..."
+    assert normalize_datetime("0500-01-01T00:00:00Z") == "0500-01-01T00:00:00.000000Z"

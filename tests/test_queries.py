@@ -108,6 +108,7 @@ def test_filter_on_dates_and_ids(q):
     # any offset and fraction length denote the same instant
     assert names(q, 'meta.lastModified gt "2015-10-10T14:38:21.8617979-07:00"') == sorted(
         u for u, *_ in PEOPLE)
+    assert names(q, 'meta.lastModified gt "0500-01-01T00:00:00Z"') == sorted(u for u, *_ in PEOPLE)
     assert names(q, f'id eq "{dan["id"]}"') == ["dan@example.net"]
 
 
