@@ -4,12 +4,15 @@ deadline is 1 s. Time the server spends answering does not count against the cli
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
 
 import pytest
 from conftest import own_server, wait_until
+
+from scim_server.connection import _CoalescingTransport
 
 DEADLINE = 1.0
 PATIENCE = 10  # seconds the test waits for the server to act before calling it stalled
@@ -107,3 +110,53 @@ def test_a_request_the_http_parser_refuses_gets_a_scim_400(srv):
     assert status == 400
     assert headers["content-type"] == "application/scim+json"
     assert body["scimType"] == "invalidSyntax" and body["status"] == "400"
+
+
+def test_pipelined_requests_get_whole_responses_in_order(srv):
+    """Each response's writes leave together (connection.py): a HEAD, whose head is its only
+    write, and pipelined requests still come back whole and in order."""
+    with connect(srv) as sock:
+        sock.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        raw = read_all(sock)
+    head, rest = raw.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200") and b"content-length: 15" in head.lower()
+    answers = [response(b"HTTP/1.1 " + r) for r in rest.split(b"HTTP/1.1 ")[1:]]
+    assert [(status, body["status"]) for status, _, body in answers] == [(200, "ok")] * 2
+
+
+def test_a_response_is_written_once_and_nothing_waits_past_the_loop_turn():
+    class Recorder:
+        def __init__(self):
+            self.writes, self.closed = [], False
+
+        def write(self, data):
+            self.writes.append(data)
+
+        def is_closing(self):
+            return self.closed
+
+        def close(self):
+            self.closed = True
+
+        def get_extra_info(self, name):
+            return name
+
+    async def run():
+        real = Recorder()
+        t = _CoalescingTransport(real, asyncio.get_running_loop())
+        t.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        t.write(b"body")
+        assert real.writes == []
+        t.flush()  # what the protocol does when the response is complete
+        assert real.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
+        t.write(b"part")  # a response streamed in parts: sent at the end of this loop turn
+        await asyncio.sleep(0)
+        assert real.writes[-1] == b"part"
+        t.write(b"last")
+        t.close()
+        assert real.writes[-1] == b"last" and real.closed
+        assert t.get_extra_info("peername") == "peername"
+
+    asyncio.run(run())

@@ -5,6 +5,7 @@ import sqlite3
 
 import pytest
 
+from scim_server.filters import parse_filter
 from scim_server.patch import apply_patch
 from scim_server.schemas import GROUP_TYPE, USER_TYPE
 from scim_server.storage import Query
@@ -52,6 +53,51 @@ async def test_a_newer_database_is_refused(tmp_path):
     db.close()
     with pytest.raises(RuntimeError, match="newer than this server"):
         SqliteStorage(path)
+
+
+async def test_a_version_1_database_keeps_its_emails_findable_after_the_upgrade(tmp_path):
+    """Migration 2 rebuilds user_emails keyed by (user, address), without a rowid."""
+    path = str(tmp_path / "scim.db")
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0] + "; PRAGMA user_version=1;")
+    doc = '{"userName": "ann", "emails": [{"value": "Ann@X.com"}, {"value": "ann@x.com"}]}'
+    db.execute("INSERT INTO users (id, user_name_fold, created, last_modified, version, data) "
+               "VALUES ('u1', 'ann', '2026-01-01T00:00:00.000000Z', "
+               "'2026-01-01T00:00:00.000000Z', 1, ?)", (doc,))
+    db.executemany("INSERT INTO user_emails VALUES ('u1', ?)", [("ann@x.com",), ("ann@x.com",)])
+    db.commit()
+    db.close()
+    s = SqliteStorage(path)
+    try:
+        assert s.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        total, found = await s.search(USER_TYPE, Query(parse_filter('emails.value eq "ANN@x.com"')))
+        assert (total, [r.id for r in found]) == (1, ["u1"])
+        sql = s.db.execute("SELECT sql FROM sqlite_master WHERE name = 'user_emails'").fetchone()[0]
+        assert "WITHOUT ROWID" in sql
+    finally:
+        await s.close()
+
+
+async def test_a_changed_address_rewrites_only_its_own_email_rows(store):
+    u = await store.create(USER_TYPE, {"userName": "bo", "emails": [
+        {"value": "bo@x.com", "type": "work"}, {"value": "bo@home.net", "type": "home"}]}, None)
+
+    async def statements(body):
+        seen = []
+        store.db.set_trace_callback(seen.append)
+        await store.modify(USER_TYPE, u.id, lambda d: apply_patch(USER_TYPE, d, body), None)
+        store.db.set_trace_callback(None)
+        return [" ".join(q.split()[:3]) for q in seen if "user_emails" in q and "SELECT" not in q]
+
+    rename = {"Operations": [{"op": "replace", "path": "displayName", "value": "Bo"}]}
+    assert await statements(rename) == []
+    move = {"Operations": [{"op": "replace", "path": 'emails[type eq "work"].value',
+                            "value": "bo@y.com"}]}
+    assert await statements(move) == ["DELETE FROM user_emails", "INSERT INTO user_emails"]
+    for address, hits in (("bo@x.com", 0), ("bo@y.com", 1), ("bo@home.net", 1)):
+        flt = parse_filter(f'emails.value eq "{address}"')
+        total, _ = await store.search(USER_TYPE, Query(flt))
+        assert total == hits, address
 
 
 async def statements_for_one_member_add(store, group_size):
