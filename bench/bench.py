@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import secrets
@@ -351,9 +350,10 @@ def main() -> int:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     workloads = [(k, label) for k, label in WORKLOADS if not args.only or k in args.only]
-    with contextlib.ExitStack() as stack:
-        baseline = stack.enter_context(worktree(args.baseline)) if args.baseline else None
-        return run(args, workloads, baseline)
+    if not args.baseline:
+        return run(args, workloads, None)
+    with worktree(args.baseline) as tree:
+        return run(args, workloads, tree)
 
 
 def run(args: argparse.Namespace, workloads: list, baseline: Path | None) -> int:

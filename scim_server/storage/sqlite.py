@@ -99,7 +99,7 @@ MIGRATIONS: tuple[str, ...] = (
     # A user's addresses keyed by (user, address), without a rowid: changing a user's email
     # now rewrites one page of this table and two of the address index, where the rowid table
     # and its two indexes rewrote five or six (each page is a WAL frame, two writes, and a
-    # checkpoint's read and write; 10.7 frames per Entra PATCH became 8.x).
+    # checkpoint's read and write; 10.7 frames per Entra PATCH became 8.9, measured).
     """
     CREATE TABLE user_emails_keyed (
         user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
