@@ -105,7 +105,7 @@ class ObservabilityMiddleware:
             resource = resource_label(path, self.base_path)
             method = scope["method"]
             self.metrics.observe(method, resource, status, elapsed)
-            if path not in _QUIET or status >= 400:
+            if (path not in _QUIET or status >= 400) and log.isEnabledFor(logging.INFO):
                 log.info("request", extra={
                     "request_id": rid, "method": method, "path": path, "status": status,
                     "duration_ms": round(elapsed * 1000, 3)})

@@ -1,6 +1,8 @@
 """The filter and PATCH-path parser, as pure functions."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scim_server.errors import ScimError
 from scim_server.filters import (
@@ -11,6 +13,7 @@ from scim_server.filters import (
     PatchPath,
     Present,
     ValuePath,
+    _parse_any_filter,
     normalize_datetime,
     parse_filter,
     parse_patch_path,
@@ -97,3 +100,28 @@ def test_datetimes_normalise_to_one_instant():
     assert normalize_datetime("2015-10-10T21:38:21Z") == "2015-10-10T21:38:21.000000Z"
     # four year digits before year 1000 too, or "500-..." would sort after "2026-..."
     assert normalize_datetime("0500-01-01T00:00:00Z") == "0500-01-01T00:00:00.000000Z"
+
+
+def parsed(parse, text):
+    """A parse's node, or its 400, as a comparable value."""
+    try:
+        return parse(text)
+    except ScimError as e:
+        return (e.status, e.scim_type, e.detail)
+
+
+@pytest.mark.parametrize("text", [
+    'userName eq "bjensen@example.com"', ' USERNAME  EQ "a b" ', 'externalId eq ""',
+    'emails.value co "x"', 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:'
+    'department eq "Field"', 'displayName eq "tab\there"', 'userName eq "a\\u0041"',
+    'userName eq "\ud800"', 'and eq "x"', 'pr eq "x"', 'true eq "x"', 'userName eq x',
+    'userName eq"x"', 'userName eq "x" or title pr', '(userName eq "x")', 'userName eq "x" ',
+    'userName eq "' + "x" * 5000 + '"'])
+def test_the_one_comparison_shortcut_gives_what_the_parser_gives(text):
+    assert parsed(parse_filter, text) == parsed(_parse_any_filter, text)
+
+
+@settings(max_examples=300, derandomize=True)
+@given(st.text(alphabet='ab eqNOTorpr."\\\t\x00[]()1', max_size=24))
+def test_the_shortcut_agrees_with_the_parser_on_any_text(text):
+    assert parsed(parse_filter, text) == parsed(_parse_any_filter, text)

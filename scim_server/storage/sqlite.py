@@ -247,8 +247,10 @@ class _Reader:
                     f"SELECT r.id, r.data, r.created, r.last_modified, r.version FROM {table} r "
                     f"WHERE {page_where} ORDER BY {order} LIMIT ? OFFSET ?",
                     (*params, query.count, offset)).fetchall()
-            if rows and offset == 0 and len(rows) < query.count:
-                total = len(rows)  # the whole result fits on this page: no second query
+            if offset == 0 and len(rows) < query.count:
+                # The whole result fits on this page, or there is none (Entra's lookup of a
+                # user it has not created yet): no second query.
+                total = len(rows)
             else:
                 total = self.db.execute(f"SELECT count(*) FROM {table} r WHERE {where}",
                                         params).fetchone()[0]
