@@ -54,12 +54,15 @@ def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
             metrics.resources.labels(rt.name).set(await svc.storage.count(rt))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    routes = [
+    probes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
-        Mount(base, routes=svc.routes()),
     ]
+    scim = Mount(base, routes=svc.routes())
+    # Starlette tries routes in order: the SCIM mount first, as nearly every request is for it,
+    # unless it is at the root, where it would take the probes' paths too.
+    routes = [scim, *probes] if base else [*probes, scim]
 
     async def scim_error(request: Request, exc: ScimError) -> Response:
         return error_response(exc)
