@@ -144,8 +144,12 @@ one node running the tenant's pod from the image built here, and Traefik serving
   {kubectl} -n {NAMESPACE} get jst -o wide
   {kubectl} -n {NAMESPACE} get pods,pvc,ingress
   {kubectl} -n {NAMESPACE} logs deploy/{name}-scim
-  Rotate the token: {kubectl} -n {NAMESPACE} annotate jst {name} \\
-       scim.sevenlakes.com/rotate-token="$(date +%s)" --overwrite
+  The success rep's commands (kubectl runs kubectl-joyn from {Path(sys.executable).parent}):
+  export PATH={Path(sys.executable).parent}:$PATH
+  {kubectl} joyn -n {NAMESPACE} test-connection {name} --address {cluster.ingress.address} \\
+       --cacert {ca_file}
+  {kubectl} joyn -n {NAMESPACE} handover {name}
+  {kubectl} joyn -n {NAMESPACE} rotate {name} --overlap 1h
 
 For scripts: {OUT / 'connection.env'}. Ctrl-C stops everything.
 """, flush=True)

@@ -50,6 +50,7 @@ def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
 
     async def metrics_endpoint(request: Request) -> Response:
         metrics.tokens.set(tokens.count)
+        metrics.activity()
         for rt in schemas.RESOURCE_TYPES.values():
             metrics.resources.labels(rt.name).set(await svc.storage.count(rt))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

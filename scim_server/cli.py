@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from importlib.metadata import entry_points
 
 from . import __version__
@@ -91,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(sub)
     for command in entry_points(group=COMMANDS):
-        command.load()(sub)  # each adds its sub-parser, with set_defaults(func=...)
+        try:
+            add = command.load()
+        except Exception as e:  # another package's commands must never stop `serve`
+            print(f"joyn-scim: the {command.name} commands are unavailable: {e}",
+                  file=sys.stderr)
+            continue
+        add(sub)  # each adds its sub-parsers, with set_defaults(func=...)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -3,7 +3,38 @@ user names, filters or anything else a client chooses."""
 
 from __future__ import annotations
 
+import time
+from collections import deque
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# The resources Entra provisions: a request to them with a valid token is "activity".
+ACTIVE_RESOURCES = frozenset({"Users", "Groups"})
+
+
+class MinuteCounts:
+    """Events counted per minute over the last `minutes`: a sliding window a scrape can read
+    as one number (the operator's status shows it; Prometheus has the counter for rates)."""
+
+    def __init__(self, minutes: int = 60) -> None:
+        self.minutes = minutes
+        self._buckets: deque[list[int]] = deque()  # [minute, count], oldest first
+
+    def add(self, now: float) -> None:
+        minute = int(now // 60)
+        if self._buckets and self._buckets[-1][0] == minute:
+            self._buckets[-1][1] += 1
+        else:
+            self._buckets.append([minute, 1])
+            self._drop(minute)
+
+    def _drop(self, minute: int) -> None:
+        while self._buckets and self._buckets[0][0] <= minute - self.minutes:
+            self._buckets.popleft()
+
+    def total(self, now: float) -> int:
+        self._drop(int(now // 60))
+        return sum(count for _, count in self._buckets)
 
 
 class Metrics:
@@ -20,6 +51,15 @@ class Metrics:
                             registry=self.registry)
         self.resources = Gauge("scim_resources", "Stored resources, by type.", ["type"],
                                registry=self.registry)
+        self.last_request = Gauge(
+            "scim_last_request_timestamp_seconds", "Unix time of the last Users or Groups "
+            "request with a valid token since the server started (0: none).",
+            registry=self.registry)
+        self.unauthorized_last_hour = Gauge(
+            "scim_unauthorized_requests_last_hour", "Requests refused with 401 in the last 60 "
+            "minutes (Entra holding a wrong or old token shows here).", registry=self.registry)
+        self._last_request = 0.0
+        self._refused = MinuteCounts(60)
         self._children: dict[tuple, tuple] = {}
         # The 401 series exist from the start, at 0: Prometheus sees no increase in a series
         # whose first sample is already 1, and the chart's stale-token alert counts the few
@@ -39,3 +79,12 @@ class Metrics:
                 self.latency.labels(method, resource))
         children[0].inc()
         children[1].observe(seconds)
+        if status == 401:
+            self._refused.add(time.time())
+        elif resource in ACTIVE_RESOURCES:
+            self._last_request = time.time()
+
+    def activity(self) -> None:
+        """Sets the activity gauges, for a scrape (cheaper than a gauge write per request)."""
+        self.last_request.set(self._last_request)
+        self.unauthorized_last_hour.set(self._refused.total(time.time()))

@@ -5,6 +5,7 @@ import re
 import signal
 import socket
 import threading
+import time
 
 import httpx
 from conftest import PATCH_OP, USER, new_group, new_user, scim_client, wait_until, write_token
@@ -23,6 +24,27 @@ def test_metrics_count_requests_by_method_resource_and_status(server, client):
     assert 'scim_resources{type="User"}' in text
     assert "scim_valid_tokens 1.0" in text
     assert "does-not-exist" not in text  # no ids in labels
+
+
+def scrape(server, name: str) -> float:
+    text = httpx.get(server.root + "/metrics").text
+    return float(next(line.split()[1] for line in text.splitlines()
+                      if line.startswith(name + " ")))
+
+
+def test_activity_gauges_show_the_last_request_and_the_401s_of_the_last_hour(server, client):
+    refused = scrape(server, "scim_unauthorized_requests_last_hour")
+    before = time.time()
+    client.get("/Users?count=1")
+    assert scrape(server, "scim_last_request_timestamp_seconds") >= before - 1
+    for _ in range(3):
+        httpx.get(server.url + "/Users", headers={"Authorization": "Bearer wrong"})
+    assert scrape(server, "scim_unauthorized_requests_last_hour") == refused + 3
+    last = scrape(server, "scim_last_request_timestamp_seconds")
+    httpx.get(server.url + "/Users", headers={"Authorization": "Bearer wrong"})
+    client.get("/ServiceProviderConfig")
+    # neither a refused request nor discovery is provisioning activity
+    assert scrape(server, "scim_last_request_timestamp_seconds") == last
 
 
 def test_401_series_exist_before_the_first_401(server):

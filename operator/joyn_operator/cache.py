@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from . import KIND
 from .keys import INSTANCE_LABEL
 from .kube import KINDS, Kube, path
 from .status import available
@@ -126,6 +127,10 @@ class ObjectCache:
         """The API server said 404: remembered where the watch would tell of a change."""
         if url.startswith(WHOLLY_WATCHED):
             self._objects[url] = ABSENT
+
+    def tenants(self) -> list[dict]:
+        """Every tenant the watch has shown and not seen deleted."""
+        return [o for o in self._objects.values() if o and o.get("kind") == KIND]
 
     def pods(self, namespace: str, tenant: str) -> list[dict]:
         return list(self._pods.get((namespace, tenant), {}).values())

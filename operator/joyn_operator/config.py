@@ -31,6 +31,11 @@ class OperatorConfig:
     monitoring_namespace: str | None = None  # also admitted, to scrape the servers' /metrics
     watch_namespaces: tuple[str, ...] = ()  # empty: all namespaces; globs allowed
     resync_seconds: float = 300.0  # safety-net reconcile of every tenant
+    activity_seconds: float = 60.0  # how often each server's /metrics is read; 0: never
+    # Where the operator itself runs (the chart sets both): each tenant's NetworkPolicy admits
+    # exactly these pods, to read /metrics. Unset (an operator out of the cluster): no rule.
+    pod_namespace: str | None = None
+    pod_labels: dict[str, str] = field(default_factory=dict)
     log_level: str = "info"
     metrics_address: str = "0.0.0.0:8080"  # host:port of /metrics; empty: no metrics
     liveness_endpoint: str = "http://0.0.0.0:8081/healthz"  # kopf's probe; empty: none
@@ -52,11 +57,12 @@ class OperatorConfig:
                       "kind": get("TLS_ISSUER_KIND") or SPEC_DEFAULTS["ingress.tls.issuerRef.kind"],
                       "group": get("TLS_ISSUER_GROUP")
                       or SPEC_DEFAULTS["ingress.tls.issuerRef.group"]}
-        resync = get("RESYNC_SECONDS")
-        try:
-            resync_seconds = float(resync) if resync else cls.resync_seconds
-        except ValueError:
-            raise ConfigError(f"{ENV_PREFIX}RESYNC_SECONDS: not a number: {resync!r}") from None
+        def seconds(name: str, default: float) -> float:
+            text = get(name)
+            try:
+                return float(text) if text else default
+            except ValueError:
+                raise ConfigError(f"{ENV_PREFIX}{name}: not a number: {text!r}") from None
         config = cls(
             server_image=get("SERVER_IMAGE") or cls.server_image,
             domain=get("DOMAIN"),
@@ -67,7 +73,10 @@ class OperatorConfig:
             ingress_namespace=get("INGRESS_NAMESPACE") or cls.ingress_namespace,
             monitoring_namespace=get("MONITORING_NAMESPACE"),
             watch_namespaces=split_list(get("WATCH_NAMESPACES")),
-            resync_seconds=resync_seconds,
+            resync_seconds=seconds("RESYNC_SECONDS", cls.resync_seconds),
+            activity_seconds=seconds("ACTIVITY_SECONDS", cls.activity_seconds),
+            pod_namespace=get("POD_NAMESPACE"),
+            pod_labels=parse_annotations(get("POD_LABELS"), "POD_LABELS"),
             log_level=(get("LOG_LEVEL") or cls.log_level).lower(),
             # These two may be set to "" on purpose (turned off), so unset differs from empty.
             metrics_address=env.get(f"{ENV_PREFIX}METRICS_ADDRESS", cls.metrics_address).strip(),
@@ -87,6 +96,8 @@ class OperatorConfig:
             raise ConfigError(f"{ENV_PREFIX}URL_SCHEME: {self.url_scheme!r} is not http or https")
         if self.resync_seconds <= 0:
             raise ConfigError(f"{ENV_PREFIX}RESYNC_SECONDS: must be above 0")
+        if self.activity_seconds < 0:
+            raise ConfigError(f"{ENV_PREFIX}ACTIVITY_SECONDS: must be 0 (off) or more")
         if self.metrics_address:
             metrics_host_port(self.metrics_address)
 
@@ -108,23 +119,24 @@ def split_list(text: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (text or "").split(",") if part.strip())
 
 
-def parse_annotations(text: str | None) -> dict[str, str]:
-    """A JSON object (what the chart writes), or `k=v,k2=v2` (handy on a command line)."""
+def parse_annotations(text: str | None, name: str = "INGRESS_ANNOTATIONS") -> dict[str, str]:
+    """A JSON object (what the chart writes), or `k=v,k2=v2` (handy on a command line); `name`
+    is the variable's, for the error."""
     if not text:
         return {}
     if text.lstrip().startswith("{"):
         try:
             value = json.loads(text)
         except ValueError as e:
-            raise ConfigError(f"{ENV_PREFIX}INGRESS_ANNOTATIONS: not JSON: {e}") from None
+            raise ConfigError(f"{ENV_PREFIX}{name}: not JSON: {e}") from None
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise ConfigError(f"{ENV_PREFIX}INGRESS_ANNOTATIONS: must map names to strings")
+            raise ConfigError(f"{ENV_PREFIX}{name}: must map names to strings")
         return value
     out = {}
     for pair in text.split(","):
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"{ENV_PREFIX}INGRESS_ANNOTATIONS: {pair!r} is not key=value")
+            raise ConfigError(f"{ENV_PREFIX}{name}: {pair!r} is not key=value")
         out[key.strip()] = value.strip()
     return out
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import kopf
 
-from . import GROUP, KIND, PLURAL, VERSION, metrics
+from . import GROUP, KIND, PLURAL, VERSION, activity, metrics
 from .config import is_glob, metrics_host_port
 from .keys import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from .kube import path
@@ -31,7 +31,7 @@ CHILD_LABELS = {MANAGED_BY_LABEL: MANAGED_BY}
 # config, login, kube (a CachedKube reading from cache, the watches' objects), locks (per
 # tenant), queued and again (the coalescing of reconciles), gate (their concurrency),
 # deadlines (a task per tenant in a token overlap), routes (the tenant_routes index), resync
-# (the periodic task). kopf gives each object a shallow copy, so all share these.
+# and activity (the periodic tasks). kopf gives each object a shallow copy, so all share these.
 
 
 # Reconciles at once, over all tenants: enough to keep the API server busy, few enough that a
@@ -130,6 +130,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, tenant_rou
     # and the deadline wake-ups run outside kopf's handlers.
     memo.routes = tenant_routes
     memo.resync = asyncio.create_task(_resync(memo))
+    if memo.config.activity_seconds:
+        memo.activity = asyncio.create_task(activity.poll(memo))
 
 
 def in_scope(namespace: str, patterns: tuple[str, ...]) -> bool:
@@ -169,7 +171,7 @@ async def _resync(memo: kopf.Memo) -> None:
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_) -> None:
-    for task in [memo.get("resync"), *memo.deadlines.values()]:
+    for task in [memo.get("resync"), memo.get("activity"), *memo.deadlines.values()]:
         if task:
             task.cancel()
     await memo.kube.close()

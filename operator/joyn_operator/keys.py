@@ -22,6 +22,8 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on
 # Annotations a person sets on a tenant.
 PAUSED_ANNOTATION = f"{GROUP}/paused"  # "true": leave the children alone
 ROTATE_ANNOTATION = f"{GROUP}/rotate-token"  # a new value: rotate the token once
+# With a rotation: how long the replaced token stays valid this once (else the spec's value).
+ROTATE_OVERLAP_ANNOTATION = f"{GROUP}/rotate-token-overlap"
 # A new value: the person has handed the replaced token over (after its Secret was deleted).
 REPLACED_ACK_ANNOTATION = f"{GROUP}/acknowledge-token-replaced"
 

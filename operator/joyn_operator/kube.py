@@ -50,6 +50,7 @@ class KubeError(Exception):
             message = "(details withheld for a Secret)"
         super().__init__(f"{method} {url}: {status} {message}")
         self.status = status
+        self.message = message  # the API server's own words (an RBAC refusal names the verb)
 
 
 class Kube:
@@ -90,6 +91,26 @@ class Kube:
                 if e.status != 401 or refused:
                     raise KubeError(method, url, e.status or 0, e.body, redact=redact) from None
                 refused = True
+
+    async def text(self, url: str, query: dict | None = None) -> str:
+        """A GET whose answer is text, not JSON (a pod's log): the client's JSON decoding would
+        turn a log of one JSON line into a dict."""
+        refused = False
+        while True:
+            api = await self._client(force=refused)
+            r = await api.call_api(url, "GET", query_params=list((query or {}).items()),
+                                   header_params={"Accept": "*/*"},
+                                   auth_settings=["BearerToken"], _preload_content=False,
+                                   _request_timeout=self.timeout)
+            try:
+                body = await r.text(errors="replace")
+            finally:
+                r.release()
+            if 200 <= r.status < 300:
+                return body
+            if r.status != 401 or refused:
+                raise KubeError("GET", url, r.status, body)
+            refused = True
 
     async def get(self, url: str) -> dict | None:
         try:

@@ -100,8 +100,9 @@ def run(args: argparse.Namespace) -> int:
     login = Login(cfg.kubeconfig, cfg.context)
     cache = ObjectCache()
     memo = kopf.Memo(config=cfg, login=login, kube=CachedKube(Kube(login), cache), cache=cache,
-                     locks=KeyedLocks(), deadlines={}, resync=None, routes={}, queued=set(),
-                     again=set(), gate=asyncio.Semaphore(handlers.CONCURRENT_RECONCILES))
+                     locks=KeyedLocks(), deadlines={}, resync=None, activity=None, routes={},
+                     queued=set(), again=set(),
+                     gate=asyncio.Semaphore(handlers.CONCURRENT_RECONCILES))
     kopf.run(standalone=True, clusterwide=cfg.clusterwide,
              namespaces=list(cfg.watch_namespaces), liveness_endpoint=cfg.liveness_endpoint or None,
              memo=memo)

@@ -25,6 +25,7 @@ from .status import Observed, conditions, merge_patch
 from .tenant import Names, ResolvedTenant, resolve
 from .tokens import Event, TokenState, fmt, next_state
 
+OTHER_STATUS = frozenset({"kopf", "activity"})  # status keys a reconcile leaves alone
 RECREATABLE = frozenset({"Deployment", "Service", "Ingress", "NetworkPolicy"})
 log = logging.getLogger("joyn_operator")
 
@@ -181,8 +182,9 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
         if not t.paused:
             # The tenant had a token (its status says so) whose Secret is gone: Entra holds it.
             lost = existing is None and "token" in old_status
-            state, events = next_state(existing, t.rotate_request, t.token.previous_valid_for,
-                                       now, lost=lost, acknowledge=t.replaced_ack)
+            state, events = next_state(existing, t.rotation.request, t.rotation.overlap,
+                                       now, lost=lost, acknowledge=t.replaced_ack,
+                                       refuse=t.rotation.invalid)
             try:
                 wanted_secret = _stamped(token_secret(t, state.data(), state.annotations()))
                 if not _current(secret, wanted_secret):
@@ -275,9 +277,10 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
         await emit(body, Event("Paused", "Reconciliation of this tenant's children is paused"))
     elif not t.paused and was_paused:
         await emit(body, Event("Resumed", "Reconciliation of this tenant's children resumed"))
-    # kopf keeps its own progress under status.kopf; the rest is ours, patched to exactly
-    # `status` and not written at all when nothing changed.
-    patch = merge_patch({k: v for k, v in old_status.items() if k != "kopf"}, status)
+    # kopf keeps its own progress under status.kopf, and the activity poll (activity.py) its
+    # figures under status.activity; the rest is ours, patched to exactly `status` and not
+    # written at all when nothing changed.
+    patch = merge_patch({k: v for k, v in old_status.items() if k not in OTHER_STATUS}, status)
     if patch:
         await kube.patch_status(KIND, t.namespace, t.name, patch)
         log.info("status written", extra={"tenant": f"{t.namespace}/{t.name}",

@@ -27,6 +27,7 @@ from .keys import (
     PAUSED_ANNOTATION,
     REPLACED_ACK_ANNOTATION,
     ROTATE_ANNOTATION,
+    ROTATE_OVERLAP_ANNOTATION,
     SERVER_COMPONENT,
     TOKEN_KEY,
 )
@@ -120,7 +121,29 @@ class Token:
     secret_name: str  # where the current token is: ours, or the user's own Secret
     key: str
     own: bool  # False: spec.token.existingSecretRef, which the operator only reads
-    previous_valid_for: timedelta
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A rotation request from the annotations: its id (a new value rotates once), the overlap
+    it asks for, else the spec's, and why it is refused when the overlap is not a duration."""
+
+    request: str | None
+    overlap: timedelta
+    invalid: str | None = None
+
+    @classmethod
+    def of(cls, annotations: dict[str, str], spec_overlap: timedelta) -> Rotation:
+        text = annotations.get(ROTATE_OVERLAP_ANNOTATION)
+        request = annotations.get(ROTATE_ANNOTATION)
+        if text is None:
+            return cls(request, spec_overlap)
+        try:
+            return cls(request, parse_duration(text.strip()))
+        except ValueError:
+            return cls(request, spec_overlap,
+                       f"The annotation {ROTATE_OVERLAP_ANNOTATION}={text[:40]!r} is not a "
+                       "duration such as 24h or 90m; the token was not rotated")
 
 
 @dataclass(frozen=True)
@@ -130,7 +153,7 @@ class ResolvedTenant:
     uid: str
     generation: int
     paused: bool
-    rotate_request: str | None
+    rotation: Rotation
     replaced_ack: str | None  # the acknowledge-token-replaced annotation
     names: Names
     labels: dict[str, str]
@@ -142,6 +165,8 @@ class ResolvedTenant:
     server: Server
     token: Token
     admitted_namespaces: tuple[str, ...]  # by the NetworkPolicy; empty: no NetworkPolicy
+    # The operator's own pods, also admitted (to read /metrics): (namespace, pod labels).
+    admitted_operator: tuple[str, dict[str, str]] | None
 
     @property
     def pod_selector(self) -> str:
@@ -185,7 +210,8 @@ def resolve(body: dict, cfg: OperatorConfig) -> ResolvedTenant:
         name=name, namespace=meta["namespace"], uid=meta["uid"],
         generation=meta.get("generation") or 0,
         paused=annotations.get(PAUSED_ANNOTATION) == "true",
-        rotate_request=annotations.get(ROTATE_ANNOTATION),
+        rotation=Rotation.of(annotations, parse_duration(
+            spec_value(spec, "token.previousTokenValidFor"))),
         replaced_ack=annotations.get(REPLACED_ACK_ANNOTATION),
         names=names,
         labels=labels,
@@ -206,10 +232,10 @@ def resolve(body: dict, cfg: OperatorConfig) -> ResolvedTenant:
                       pod_annotations=spec_value(spec, "server.podAnnotations")),
         token=Token(secret_name=byo["name"] if byo else names.secret,
                     key=spec_value(spec, "token.existingSecretRef.key") if byo else TOKEN_KEY,
-                    own=not byo,
-                    previous_valid_for=parse_duration(
-                        spec_value(spec, "token.previousTokenValidFor"))),
+                    own=not byo),
         admitted_namespaces=admitted,
+        admitted_operator=(cfg.pod_namespace, cfg.pod_labels)
+        if admitted and cfg.pod_namespace and cfg.pod_labels else None,
     )
 
 

@@ -137,7 +137,8 @@ class Event:
 
 def next_state(existing: TokenState | None, rotate_request: str | None, valid_for: timedelta,
                now: datetime, generate: Callable[[], str] = new_token, *, lost: bool = False,
-               acknowledge: str | None = None) -> tuple[TokenState, list[Event]]:
+               acknowledge: str | None = None,
+               refuse: str | None = None) -> tuple[TokenState, list[Event]]:
     """The token state after this reconcile, and the events it causes.
 
     - No token yet: generate one, the only time a token is made without a request. `lost`:
@@ -147,7 +148,8 @@ def next_state(existing: TokenState | None, rotate_request: str | None, valid_fo
     - `rotate_request` (the annotation's value) differs from the last one acted on: the
       current token joins the promised ones, valid until now + `valid_for`, and a new one is
       current. Earlier promises stand: a second rotation in an overlap locks nobody out. With
-      MAX_PREVIOUS promises open, the request is refused (and not retried).
+      MAX_PREVIOUS promises open, or with a `refuse` reason (the request itself is invalid),
+      the request is refused (and not retried).
     Otherwise the state is returned unchanged: reconciles and restarts never change a token.
     """
     if existing is None:
@@ -167,7 +169,10 @@ def next_state(existing: TokenState | None, rotate_request: str | None, valid_fo
         events.append(Event("PreviousTokenExpired",
                             "A previous token's overlap ended; it no longer works"))
     if rotate_request and rotate_request != state.rotation_id:
-        if len(state.previous) >= MAX_PREVIOUS:
+        if refuse:
+            state = replace(state, rotation_id=rotate_request)
+            events.append(Event("RotationRefused", refuse, "Warning"))
+        elif len(state.previous) >= MAX_PREVIOUS:
             state = replace(state, rotation_id=rotate_request)
             events.append(Event("RotationRefused", f"{MAX_PREVIOUS} previous tokens are still "
                                 f"valid; rotate again after {fmt(state.previous_valid_until)}",

@@ -232,11 +232,11 @@ def helm(tools_bins, tmp_path_factory, control_plane) -> Helm:
 
 def chart_values(cluster, watch: str, **extra) -> dict:
     """The chart's values on the test cluster: the image built here, one watched namespace,
-    the harness's domain and ingress class, a quick resync."""
+    the harness's domain and ingress class, a quick resync and activity poll."""
     repository, _, tag = cluster.images.app.rpartition(":")
     return {"image": {"repository": repository, "tag": tag}, **extra, "operator": {
         "watchNamespaces": [watch], "domain": cluster.domain, "ingressClass": "traefik",
-        "resyncSeconds": 10, "logLevel": "debug"}}
+        "resyncSeconds": 10, "activitySeconds": 2, "logLevel": "debug"}}
 
 
 def _session_parts(session) -> dict[str, set[str]]:

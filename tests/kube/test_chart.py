@@ -27,7 +27,8 @@ EVERYTHING = {
                                "quoted": "a \"b\", c=d"},
         "tlsIssuer": {"name": "letsencrypt", "kind": "Issuer", "group": "example.io"},
         "ingressNamespace": "ingress", "monitoringNamespace": "monitoring",
-        "watchNamespaces": ["team-a", "team-b"], "resyncSeconds": 42.5, "logLevel": "debug",
+        "watchNamespaces": ["team-a", "team-b"], "resyncSeconds": 42.5, "activitySeconds": 30,
+        "logLevel": "debug",
         "serverImage": "registry.example/joyn-scim-server:1"},
     "metrics": {"port": 9090, "serviceMonitor": {"enabled": True, "labels": {"team": "p"}},
                 "prometheusRule": {"enabled": True}},
@@ -153,12 +154,12 @@ def test_roles_hold_exactly_the_documented_permissions_and_no_wildcard(helm):
     glob_rows = rows(table, "cluster, globs only")
 
     objs = docs(helm.template())
-    [cluster] = find(objs, "ClusterRole")
+    [cluster] = find(objs, "ClusterRole", "t-joyn-scim")
     assert rules_as_rows(cluster["rules"]) == tenant_rows | cluster_rows
     assert not find(objs, "Role", "t-joyn-scim")
 
     objs = docs(helm.template(values=VALUE_SETS["exact namespaces"]))
-    [cluster] = find(objs, "ClusterRole")
+    [cluster] = find(objs, "ClusterRole", "t-joyn-scim")
     assert rules_as_rows(cluster["rules"]) == cluster_rows
     roles = find(objs, "Role", "t-joyn-scim")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
@@ -167,12 +168,27 @@ def test_roles_hold_exactly_the_documented_permissions_and_no_wildcard(helm):
                   ) == ["team-a", "team-b"]
 
     objs = docs(helm.template(values=VALUE_SETS["glob"]))
-    [cluster] = find(objs, "ClusterRole")
+    [cluster] = find(objs, "ClusterRole", "t-joyn-scim")
     assert rules_as_rows(cluster["rules"]) == tenant_rows | cluster_rows | glob_rows
     for values in VALUE_SETS.values():
         objs = docs(helm.template(values=values))
         for role in [*find(objs, "ClusterRole"), *find(objs, "Role")]:
             assert "*" not in str(role["rules"]), role
+
+
+def test_the_rep_role_holds_exactly_the_documented_permissions(helm):
+    text = (ROOT / "README.md").read_text()
+    table = text.split("<!-- rep-permissions -->")[1].split("<!-- /rep-permissions -->")[0]
+    documented = set()
+    for line in table.strip().splitlines()[2:]:
+        cells = [c.strip().strip("`") for c in line.strip("|").split("|")]
+        documented.add(("" if cells[0] == "core" else cells[0], cells[1],
+                        frozenset(v.strip() for v in cells[2].split(","))))
+    [role] = find(docs(helm.template()), "ClusterRole", "t-joyn-scim-rep")
+    assert rules_as_rows(role["rules"]) == documented
+    assert not find(docs(helm.template()), "ClusterRoleBinding", "t-joyn-scim-rep")
+    assert not find(docs(helm.template(values={"rbac": {"repRole": False}})), "ClusterRole",
+                    "t-joyn-scim-rep")
 
 
 def test_the_operator_values_map_one_to_one_onto_its_config(helm):
@@ -187,8 +203,9 @@ def test_the_operator_values_map_one_to_one_onto_its_config(helm):
         tls_issuer=op["tlsIssuer"], ingress_namespace=op["ingressNamespace"],
         monitoring_namespace=op["monitoringNamespace"],
         watch_namespaces=tuple(op["watchNamespaces"]), resync_seconds=op["resyncSeconds"],
-        log_level=op["logLevel"], metrics_address="0.0.0.0:9090",
-        liveness_endpoint="http://0.0.0.0:9091/healthz")
+        activity_seconds=op["activitySeconds"], log_level=op["logLevel"],
+        metrics_address="0.0.0.0:9090", liveness_endpoint="http://0.0.0.0:9091/healthz",
+        pod_namespace="ops", pod_labels=deployment["spec"]["selector"]["matchLabels"])
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "registry.example/joyn-scim@sha256:" + "a" * 64
     # Unset, the tenants' servers run the operator's own image.

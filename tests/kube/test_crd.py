@@ -129,7 +129,7 @@ def test_printer_columns_and_short_name(kube, tenants, control_plane):
     out = subprocess.run([*kubectl, "-n", ns, "get", "jst", name, "-o", "wide"], check=True,
                          capture_output=True, text=True).stdout
     header = out.splitlines()[0].split()
-    assert header == ["NAME", "READY", "URL", "AGE", "REASON", "TOKEN-AGE"]
+    assert header == ["NAME", "READY", "URL", "AGE", "REASON", "TOKEN-AGE", "LAST-REQUEST"]
     cats = subprocess.run([*kubectl, "-n", ns, "get", "joyn", "-o", "name"], check=True,
                           capture_output=True, text=True).stdout
     assert f"joynscimtenant.scim.sevenlakes.com/{name}" in cats

@@ -28,7 +28,7 @@ def operator(request, cluster, kube, tenant_crd, tools_bins, tmp_path_factory):
     the host, or the chart's Deployment (the CRD left to the session: crds.enabled=false)."""
     ns = kube.namespace("e2e")
     settings = {"DOMAIN": cluster.domain, "SERVER_IMAGE": cluster.images.app,
-                "INGRESS_CLASS": "traefik", "RESYNC_SECONDS": "10"}
+                "INGRESS_CLASS": "traefik", "RESYNC_SECONDS": "10", "ACTIVITY_SECONDS": "2"}
     if request.param == "process":
         yield from module_operator(cluster, ns, tmp_path_factory, request, **settings)
         return
@@ -137,6 +137,13 @@ def test_a_tenant_serves_test_connection_at_its_tenant_url_and_keeps_data_across
     assert created.status_code == 201, created.text
     user_id = created.json()["id"]
     assert created.json()["meta"]["location"] == f"{url}/Users/{user_id}"
+
+    # The operator reads the server's /metrics (in the cluster: pod to pod, admitted by the
+    # tenant's NetworkPolicy) and writes what it saw where reps look.
+    activity = eventually(lambda: (a := (tenant(kube, ns, name).get("status") or {}).get(
+        "activity") or {}).get("users") == 1 and a, timeout=60,
+        what="status.activity to count the new user")
+    assert activity["lastRequestAt"] and activity["unauthorizedLastHour"] >= 1
 
     # The pod goes; the Deployment's next pod mounts the same claim and has the user.
     assert kube.delete(f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}").status_code \

@@ -26,13 +26,15 @@ def test_every_variable_is_read():
         "JOYN_OPERATOR_WATCH_NAMESPACES": "a, team-*", "JOYN_OPERATOR_RESYNC_SECONDS": "7",
         "JOYN_OPERATOR_LOG_LEVEL": "DEBUG", "JOYN_OPERATOR_METRICS_ADDRESS": "",
         "JOYN_OPERATOR_LIVENESS_ENDPOINT": "", "JOYN_OPERATOR_KUBECONFIG": "/k",
-        "JOYN_OPERATOR_CONTEXT": "prod"})
+        "JOYN_OPERATOR_CONTEXT": "prod", "JOYN_OPERATOR_ACTIVITY_SECONDS": "0",
+        "JOYN_OPERATOR_POD_NAMESPACE": "joyn", "JOYN_OPERATOR_POD_LABELS": '{"app": "op"}'})
     assert cfg.ingress_annotations == {"a": "x,y=z"}  # JSON keeps commas and equals signs
     assert cfg.tls_issuer == {"name": "le", "kind": "ClusterIssuer", "group": "cert-manager.io"}
     assert cfg.watch_namespaces == ("a", "team-*") and cfg.namespace_globs
     assert (cfg.resync_seconds, cfg.log_level, cfg.metrics_address, cfg.liveness_endpoint,
             cfg.kubeconfig, cfg.context, cfg.monitoring_namespace) == \
         (7.0, "debug", "", "", "/k", "prod", "mon")
+    assert (cfg.activity_seconds, cfg.pod_namespace, cfg.pod_labels) == (0, "joyn", {"app": "op"})
 
 
 def test_annotations_as_pairs_on_a_command_line():
@@ -44,6 +46,7 @@ def test_annotations_as_pairs_on_a_command_line():
     ("RESYNC_SECONDS", "often"), ("RESYNC_SECONDS", "0"), ("LOG_LEVEL", "verbose"),
     ("URL_SCHEME", "ftp"), ("METRICS_ADDRESS", "8080"), ("INGRESS_ANNOTATIONS", "{not json"),
     ("INGRESS_ANNOTATIONS", '{"a": 1}'), ("INGRESS_ANNOTATIONS", "novalue"),
+    ("ACTIVITY_SECONDS", "-1"), ("ACTIVITY_SECONDS", "hourly"), ("POD_LABELS", "novalue"),
 ])
 def test_a_bad_setting_is_refused_naming_its_variable(name, value):
     with pytest.raises(ConfigError, match=f"JOYN_OPERATOR_{name}"):

@@ -158,6 +158,20 @@ def test_network_policy_admits_only_the_resolved_namespaces():
     assert "NetworkPolicy" not in kinds(resolve(body(networkPolicy={"enabled": False}), cfg))
 
 
+def test_network_policy_admits_the_operators_own_pods_and_no_others_of_its_namespace():
+    labels = {"app.kubernetes.io/name": "joyn-scim", "app.kubernetes.io/component": "operator"}
+    cfg = OperatorConfig(ingress_namespace="ingress-nginx", pod_namespace="joyn-system",
+                         pod_labels=labels)
+    [rule] = kinds(resolve(body(), cfg))["NetworkPolicy"]["spec"]["ingress"]
+    assert rule["from"][-1] == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "joyn-system"}},
+        "podSelector": {"matchLabels": labels}}
+    assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    # An operator out of the cluster has no pods to admit.
+    [rule] = kinds(resolve(body(), OperatorConfig()))["NetworkPolicy"]["spec"]["ingress"]
+    assert all("podSelector" not in peer for peer in rule["from"])
+
+
 # --- every value through tojson, and no value can change a manifest's structure -------------
 
 TEMPLATES = resources.files("joyn_operator") / "templates"

@@ -104,19 +104,35 @@ def test_deletion_policy(policy, retained):
 
 
 def test_own_token_and_bring_your_own():
-    own = resolve(body(), CFG).token
-    assert (own.secret_name, own.key, own.own) == ("acme-scim-token", "token", True)
-    assert own.previous_valid_for == timedelta(hours=72)
+    own = resolve(body(), CFG)
+    assert (own.token.secret_name, own.token.key, own.token.own) == (
+        "acme-scim-token", "token", True)
+    assert own.rotation.overlap == timedelta(hours=72)
     byo = resolve(body(token={"existingSecretRef": {"name": "vault"},
-                              "previousTokenValidFor": "1h30m"}), CFG).token
-    assert (byo.secret_name, byo.key, byo.own) == ("vault", "token", False)
-    assert byo.previous_valid_for == timedelta(hours=1, minutes=30)
+                              "previousTokenValidFor": "1h30m"}), CFG)
+    assert (byo.token.secret_name, byo.token.key, byo.token.own) == ("vault", "token", False)
+    assert byo.rotation.overlap == timedelta(hours=1, minutes=30)
 
 
 def test_annotations_a_person_sets():
     t = resolve(body(annotations={"scim.sevenlakes.com/paused": "true",
                                   "scim.sevenlakes.com/rotate-token": "r1"}), CFG)
-    assert t.paused and t.rotate_request == "r1"
+    assert t.paused and t.rotation.request == "r1" and t.rotation.invalid is None
+
+
+@pytest.mark.parametrize("overlap, expected", [("24h", timedelta(hours=24)),
+                                               (" 90m ", timedelta(minutes=90))])
+def test_a_rotation_may_ask_for_its_own_overlap(overlap, expected):
+    t = resolve(body(annotations={"scim.sevenlakes.com/rotate-token": "r1",
+                                  "scim.sevenlakes.com/rotate-token-overlap": overlap}), CFG)
+    assert t.rotation.overlap == expected and t.rotation.invalid is None
+
+
+def test_an_overlap_that_is_no_duration_refuses_the_rotation_and_says_why():
+    t = resolve(body(annotations={"scim.sevenlakes.com/rotate-token": "r1",
+                                  "scim.sevenlakes.com/rotate-token-overlap": "3 days"}), CFG)
+    assert t.rotation.overlap == timedelta(hours=72)
+    assert "'3 days' is not a duration" in t.rotation.invalid
     assert not resolve(body(annotations={"scim.sevenlakes.com/paused": "yes"}), CFG).paused
 
 

@@ -79,6 +79,17 @@ def test_rotations_beyond_the_limit_are_refused_once():
     assert again == refused and events == []
 
 
+def test_an_invalid_request_is_refused_once_and_changes_no_token():
+    g = gen()
+    state, _ = next_state(None, None, DAY, NOW, g)
+    refused, events = next_state(state, "r1", DAY, NOW, g, refuse="overlap is no duration")
+    assert refused.current == state.current and refused.previous == ()
+    assert [(e.reason, e.type, e.message) for e in events] == [
+        ("RotationRefused", "Warning", "overlap is no duration")]
+    again, events = next_state(refused, "r1", DAY, NOW, g)
+    assert again == refused and events == []
+
+
 def test_a_lost_secret_replaces_the_token_loudly_until_acknowledged():
     state, events = next_state(None, None, DAY, NOW, gen(), lost=True, acknowledge="old-ack")
     assert state.replaced_at == NOW and state.replaced_ack == "old-ack"

@@ -1,0 +1,327 @@
+"""The success rep's commands, each `async def cmd_<name>(args, cluster, out) -> int`: read
+the tenant, print, and for `rotate` annotate the tenant so that the operator acts (the CLI
+never writes a token or a Secret itself)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import shlex
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..keys import (
+    ISSUED_AT,
+    PAUSED_ANNOTATION,
+    PREVIOUS_TOKEN_KEY,
+    PREVIOUS_VALID_UNTIL,
+    ROTATE_ANNOTATION,
+    ROTATE_OVERLAP_ANNOTATION,
+    ROTATION_ID,
+    TOKEN_KEY,
+)
+from ..tenant import Names
+from ..tokens import fmt, parse_duration
+from . import handover, probe, report, views
+from .cluster import CliError, Cluster
+
+
+def _token_ref(tenant: dict) -> tuple[str, str, bool]:
+    """(Secret name, key, made by the operator) of the tenant's current token."""
+    spec = tenant.get("spec") or {}
+    byo = (spec.get("token") or {}).get("existingSecretRef")
+    ref = (tenant.get("status") or {}).get("tokenSecretRef") or {}
+    if byo:
+        return byo["name"], byo.get("key") or TOKEN_KEY, False
+    return ref.get("name") or Names.of(tenant["metadata"]["name"]).secret, \
+        ref.get("key") or TOKEN_KEY, True
+
+
+async def _tokens(cluster: Cluster, tenant: dict) -> tuple[str, list[str], dict]:
+    """(current token, previous tokens newest first, the Secret's annotations)."""
+    name, key, _ = _token_ref(tenant)
+    data = await cluster.secret(tenant["metadata"]["namespace"], name)
+    if data is None or not data.get(key, "").strip():
+        ready = views.condition(tenant, "Ready")
+        raise CliError(f"tenant {tenant['metadata']['name']} has no token yet: Secret {name} "
+                       f"has no key {key!r} (Ready: {ready.get('reason', 'not reconciled')})")
+    previous = [t.strip() for t in data.get(PREVIOUS_TOKEN_KEY, "").splitlines() if t.strip()]
+    return data[key].strip(), previous[::-1], data[""]
+
+
+def _url(tenant: dict) -> str:
+    url = (tenant.get("status") or {}).get("url")
+    if not url:
+        ready = views.condition(tenant, "Ready")
+        raise CliError(f"tenant {tenant['metadata']['name']} has no Tenant URL yet "
+                       f"({ready.get('reason', 'not reconciled')}: {ready.get('message', '')})")
+    return url
+
+
+def _not_ready_warning(tenant: dict) -> str | None:
+    ready = views.condition(tenant, "Ready")
+    if ready.get("status") != "True":
+        return (f"warning: tenant {tenant['metadata']['name']} is not Ready "
+                f"({ready.get('reason', 'not reconciled')}): {ready.get('message', '')}")
+    return None
+
+
+# -- tenants -------------------------------------------------------------------------------------
+
+async def cmd_tenants(args, cluster: Cluster, out) -> int:
+    items = sorted(await cluster.tenants(),
+                   key=lambda t: (t["metadata"]["namespace"], t["metadata"]["name"]))
+    now = views.now_utc()
+    rows = [views.tenant_row(t, now) for t in items]
+    if args.output in ("json", "yaml"):
+        print(views.dump(rows, args.output), file=out)
+    elif not rows:
+        where = "any namespace" if cluster.all_namespaces else f"namespace {cluster.namespace}"
+        print(f"No tenants in {where}.", file=out)
+    else:
+        print(views.tenants_table(rows, now, namespaces=cluster.all_namespaces), file=out)
+    return 0
+
+
+# -- credentials ---------------------------------------------------------------------------------
+
+async def cmd_credentials(args, cluster: Cluster, out) -> int:
+    tenant = await cluster.tenant(args.tenant)
+    url = _url(tenant)
+    token, previous, _ = await _tokens(cluster, tenant)
+    shown = token if args.reveal else views.mask(token)
+    until = ((tenant.get("status") or {}).get("token") or {}).get("previousValidUntil")
+    if args.output == "json":
+        print(json.dumps({"tenantUrl": url, "secretToken": shown, "revealed": args.reveal,
+                          "previousTokenValidUntil": until}, indent=2), file=out)
+        return 0
+    if args.output == "env":
+        print(f"JOYN_SCIM_TENANT_URL={shlex.quote(url)}", file=out)
+        print(f"JOYN_SCIM_SECRET_TOKEN={shlex.quote(shown)}", file=out)
+        return 0
+    if warning := _not_ready_warning(tenant):
+        print(warning, file=sys.stderr)
+    print(f"Tenant URL:   {url}", file=out)
+    print(f"Secret Token: {shown}", file=out)
+    if previous and until:
+        print(f"The previous token stays valid until {until}.", file=out)
+    return 0
+
+
+# -- handover ------------------------------------------------------------------------------------
+
+async def cmd_handover(args, cluster: Cluster, out) -> int:
+    tenant = await cluster.tenant(args.tenant)
+    url = _url(tenant)
+    token = None
+    if args.reveal:
+        token, _, _ = await _tokens(cluster, tenant)
+    if warning := _not_ready_warning(tenant):
+        print(warning, file=sys.stderr)
+    until = ((tenant.get("status") or {}).get("token") or {}).get("previousValidUntil")
+    md = handover.markdown(display_name=(tenant.get("spec") or {}).get("displayName")
+                           or tenant["metadata"]["name"], url=url, token=token,
+                           previous_valid_until=until)
+    print(md if args.format == "markdown" else handover.plain(md), end="", file=out)
+    if not args.reveal:
+        print(f"\n(The Secret Token is left out: send it by another channel, from `kubectl "
+              f"joyn credentials {args.tenant} --reveal`, or add --reveal.)", file=sys.stderr)
+    return 0
+
+
+# -- rotate --------------------------------------------------------------------------------------
+
+async def cmd_rotate(args, cluster: Cluster, out) -> int:
+    tenant = await cluster.tenant(args.tenant)
+    name = tenant["metadata"]["name"]
+    secret_name, _, own = _token_ref(tenant)
+    if not own:
+        raise CliError(f"tenant {name}'s token comes from your own Secret {secret_name} "
+                       "(spec.token.existingSecretRef): rotate it there")
+    annotations = tenant["metadata"].get("annotations") or {}
+    if annotations.get(PAUSED_ANNOTATION) == "true":
+        raise CliError(f"tenant {name} is paused ({PAUSED_ANNOTATION}=true): the operator "
+                       "rotates nothing until that annotation is removed")
+    overlap = None
+    if args.overlap:
+        try:
+            parse_duration(args.overlap)
+        except ValueError:
+            raise CliError(f"--overlap {args.overlap!r} is not a duration such as 24h, 90m or "
+                           "1h30m") from None
+        overlap = args.overlap
+    _, _, before = await _tokens(cluster, tenant)
+    request = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    await cluster.annotate(tenant, {ROTATE_ANNOTATION: request,
+                                    ROTATE_OVERLAP_ANNOTATION: overlap})
+    if not args.wait:
+        print(f"Rotation {request} requested; the operator acts within seconds. "
+              f"`kubectl joyn status {name}` shows the result.", file=out)
+        return 0
+    deadline = time.monotonic() + args.timeout
+    while True:
+        _, _, now = await _tokens(cluster, tenant)
+        if now.get(ROTATION_ID) == request:
+            break
+        if time.monotonic() > deadline:
+            raise CliError(f"the operator has not acted on rotation {request} after "
+                           f"{args.timeout:.0f} s: is it running? (`kubectl joyn status {name}`)")
+        await asyncio.sleep(0.5)
+    if now.get(ISSUED_AT) == before.get(ISSUED_AT):
+        events = await cluster.events(tenant["metadata"]["namespace"], [name])
+        refused = [e for e in events if e.get("reason") == "RotationRefused"]
+        why = refused[-1]["message"] if refused else "see `kubectl joyn status`"
+        raise CliError(f"the operator refused the rotation: {why}")
+    untils = [u for u in now.get(PREVIOUS_VALID_UNTIL, "").split(",") if u]
+    print(f"Rotated: a new token is current since {now.get(ISSUED_AT)}.", file=out)
+    if untils:
+        print(f"The previous token stays valid until {max(untils)}: the customer's Entra admin "
+              "must paste the new one before then.", file=out)
+    print(f"Hand it over: kubectl joyn handover {name} --reveal (or credentials {name} "
+          "--reveal). The server accepts the new token within about a minute.", file=out)
+    return 0
+
+
+# -- test-connection -----------------------------------------------------------------------------
+
+async def cmd_test_connection(args, cluster: Cluster, out) -> int:
+    tenant = await cluster.tenant(args.tenant)
+    url = _url(tenant)
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text().strip()
+        except OSError as e:
+            raise CliError(f"cannot read --token-file: {e}") from None
+        what = f"token in {args.token_file}"
+    else:
+        current, previous, _ = await _tokens(cluster, tenant)
+        if args.token == "previous":  # noqa: S105 - a choice, not a token
+            if not previous:
+                raise CliError(f"tenant {args.tenant} has no previous token that is still "
+                               "valid")
+            token, what = previous[0], "previous token"
+        else:
+            token, what = current, "current token"
+    ready = views.condition(tenant, "Ready")
+    hint = "" if ready.get("status") == "True" else \
+        f" (the tenant says Ready={ready.get('status', '?')}: {ready.get('reason', '?')}, " \
+        f"{ready.get('message', '')})"
+    target = probe.Target(url=url, token=token, resolve=args.address, cafile=args.cacert,
+                          timeout=args.timeout, tenant_hint=hint)
+    print(f"Testing {url} with the {what}, as Entra calls it:", file=out)
+    checks = await asyncio.to_thread(probe.run, target, what)
+    print(probe.report(checks), file=out)
+    return 1 if any(c.ok is False for c in checks) else 0
+
+
+# -- status --------------------------------------------------------------------------------------
+
+def status_text(tenant: dict, events: list[dict], now: datetime) -> str:
+    meta, status = tenant["metadata"], tenant.get("status") or {}
+    token, activity = status.get("token") or {}, status.get("activity") or {}
+    ready = views.condition(tenant, "Ready")
+    lines = [f"Tenant:     {meta['namespace']}/{meta['name']} "
+             f"({(tenant.get('spec') or {}).get('displayName', '')})",
+             f"Tenant URL: {status.get('url') or views.NONE}",
+             f"Ready:      {ready.get('status', 'Unknown')} "
+             f"({ready.get('reason', 'not reconciled yet')}) {ready.get('message', '')}".rstrip(),
+             f"Token:      issued {token.get('issuedAt') or views.NONE} "
+             f"({views.since(token.get('issuedAt'), now)} ago)"]
+    if token.get("previousValidUntil"):
+        lines.append(f"            previous token valid until "
+                     f"{views.until(token['previousValidUntil'], now)}"
+                     f" ({token.get('previousTokens', 1)} still accepted)")
+    if token.get("replacedAt"):
+        lines.append(f"            REPLACED at {token['replacedAt']}: Entra's token no longer "
+                     "works (see the Degraded condition)")
+    if activity:
+        last = activity.get("lastRequestAt")
+        lines.append(
+            f"Activity:   last SCIM request {views.since(last, now) + ' ago' if last else 'never'}"
+            f"; {activity.get('users', '?')} users, {activity.get('groups', '?')} groups; "
+            f"{activity.get('unauthorizedLastHour', '?')} refused (401) in the last hour "
+            f"(read {views.since(activity.get('observedAt'), now)} ago)")
+        lines.append("            Entra sends nothing when nothing changed: a quiet day is a "
+                     "hint, not an alarm; 401s mean Entra holds a wrong or old token")
+    else:
+        lines.append("Activity:   not read yet (the operator reads each server's metrics)")
+    conds = status.get("conditions") or []
+    lines += ["", "Conditions:", views.table(
+        ["TYPE", "STATUS", "REASON", "SINCE", "MESSAGE"],
+        [[c["type"], c["status"], c.get("reason", ""), views.since(
+            c.get("lastTransitionTime"), now), c.get("message", "")] for c in conds])
+        if conds else "  (none yet)"]
+    lines += ["", "Events:", views.table(
+        ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        [[views.since(e.get("lastTimestamp") or e.get("eventTime"), now), e.get("type", ""),
+          e.get("reason", ""), f"{e['involvedObject'].get('kind', '')}/"
+          f"{e['involvedObject'].get('name', '')}", e.get("message", "").strip()]
+         for e in events[-20:]]) if events else "  (none in the last hour: the API server "
+        "keeps Events for an hour)"]
+    return "\n".join(lines)
+
+
+async def _tenant_events(cluster: Cluster, tenant: dict, children: dict | None = None):
+    names = [tenant["metadata"]["name"]] + [o["metadata"]["name"] for objs in (
+        children or {}).values() for o in objs]
+    return await cluster.events(tenant["metadata"]["namespace"], names)
+
+
+async def cmd_status(args, cluster: Cluster, out) -> int:
+    tenant = await cluster.tenant(args.tenant)
+    children = await cluster.children(tenant)
+    events = await _tenant_events(cluster, tenant, children)
+    if args.output in ("json", "yaml"):
+        print(views.dump({"tenant": tenant["metadata"]["name"],
+                          "namespace": tenant["metadata"]["namespace"],
+                          "status": {k: v for k, v in (tenant.get("status") or {}).items()
+                                     if k != "kopf"},
+                          "events": [{k: e.get(k) for k in ("lastTimestamp", "type", "reason",
+                                                            "message", "involvedObject")}
+                                     for e in events]}, args.output), file=out)
+        return 0
+    print(status_text(tenant, events, views.now_utc()), file=out)
+    return 0
+
+
+# -- report --------------------------------------------------------------------------------------
+
+async def cmd_report(args, cluster: Cluster, out) -> int:
+    tenant = await cluster.tenant(args.tenant)
+    meta = tenant["metadata"]
+    children = await cluster.children(tenant)
+    events = await _tenant_events(cluster, tenant, children)
+    notes = []
+    try:
+        current, previous, _ = await _tokens(cluster, tenant)
+        tokens = [current, *previous]
+    except CliError as e:
+        tokens = []
+        notes.append(f"The token Secret could not be read ({e}); tokens are redacted by "
+                     "their shape (after 'Bearer ') only.")
+    files: dict = {"tenant.yaml": tenant, "events.yaml": events,
+                   "status.txt": status_text(tenant, events, views.now_utc()) + "\n"}
+    for kind, objs in children.items():
+        for obj in objs:
+            files[f"children/{kind.lower()}-{obj['metadata']['name']}.yaml"] = obj
+    for pod in children.get("Pod", []):
+        pod_name = pod["metadata"]["name"]
+        try:
+            files[f"logs/{pod_name}.log"] = await cluster.log(meta["namespace"], pod_name,
+                                                              args.tail)
+        except CliError as e:
+            notes.append(f"No log of pod {pod_name}: {e}")
+    files["README.txt"] = (
+        f"Support bundle of JoynScimTenant {meta['namespace']}/{meta['name']}, made "
+        f"{fmt(datetime.now(UTC))} by kubectl joyn report.\nEvery token is replaced by "
+        f"{report.REDACTED}; Secrets are not included.\n" + "".join(f"{n}\n" for n in notes))
+    data = report.bundle(files, tokens)
+    target = Path(args.file or f"joyn-report-{meta['namespace']}-{meta['name']}-"
+                  f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.tar.gz")
+    target.write_bytes(data)
+    print(f"Wrote {target} ({len(data) // 1024 + 1} KiB, {len(files)} files, tokens redacted).",
+          file=out)
+    return 0

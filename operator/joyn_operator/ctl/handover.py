@@ -1,0 +1,56 @@
+"""The handover message for the customer's Entra admin: one Markdown template
+(templates/handover.md.j2), and the same message as plain text for an e-mail client that
+shows Markdown as typed."""
+
+from __future__ import annotations
+
+import re
+
+import jinja2
+
+from . import entra
+
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("joyn_operator.ctl", "templates"),
+                          autoescape=False, keep_trailing_newline=True,  # noqa: S701 - not HTML
+                          undefined=jinja2.StrictUndefined)
+
+
+def markdown(*, display_name: str, url: str, token: str | None,
+             previous_valid_until: str | None) -> str:
+    """The message; `token` None leaves the token out (it goes by another channel)."""
+    return _ENV.get_template("handover.md.j2").render(
+        display_name=display_name, url=url, token=token,
+        previous_valid_until=previous_valid_until, user_mappings=entra.USER_MAPPINGS,
+        custom_attributes=entra.CUSTOM_ATTRIBUTES, group_mappings=entra.GROUP_MAPPINGS,
+        troubleshooting=entra.TROUBLESHOOTING)
+
+
+def plain(md: str) -> str:
+    """The Markdown this module writes, as plain text: emphasis and code marks dropped, tables
+    as aligned columns. Written here because the message uses four Markdown constructs and a
+    Markdown library would render HTML, not text."""
+    out: list[str] = []
+    rows: list[list[str]] = []
+
+    def flush() -> None:
+        if rows:
+            widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+            out.extend("  " + "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
+                       .rstrip() for r in rows)
+            rows.clear()
+
+    for line in md.splitlines():
+        text = re.sub(r"\*\*|(?<!\w)\*(?!\s)|(?<!\s)\*(?!\w)|`", "", line)
+        if line.startswith("|"):
+            cells = [c.strip() for c in text.strip().strip("|").split("|")]
+            if not all(set(c) <= {"-"} for c in cells):
+                rows.append(cells)
+            continue
+        flush()
+        if m := re.match(r"#+ (.*)", text):
+            out.append(m[1])
+            out.append("=" * len(m[1]) if line.startswith("# ") else "-" * len(m[1]))
+        else:
+            out.append(text)
+    flush()
+    return "\n".join(out) + "\n"
