@@ -15,8 +15,8 @@ def test_a_host_that_does_not_resolve_fails_with_the_fix():
 
 def test_an_address_given_replaces_dns_and_says_so():
     check, address = probe.check_dns(probe.Target("https://a.example/scim/v2", "t",
-                                                  resolve="127.0.0.9"))
-    assert address == "127.0.0.9" and check.ok and "--resolve" in check.detail
+                                                  address="127.0.0.9"))
+    assert address == "127.0.0.9" and check.ok and "--address" in check.detail
 
 
 def test_a_plain_http_url_fails_tls_since_entra_requires_https():

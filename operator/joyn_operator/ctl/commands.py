@@ -209,7 +209,7 @@ async def cmd_test_connection(args, cluster: Cluster, out) -> int:
     hint = "" if ready.get("status") == "True" else \
         f" (the tenant says Ready={ready.get('status', '?')}: {ready.get('reason', '?')}, " \
         f"{ready.get('message', '')})"
-    target = probe.Target(url=url, token=token, resolve=args.address, cafile=args.cacert,
+    target = probe.Target(url=url, token=token, address=args.address, cafile=args.cacert,
                           timeout=args.timeout, tenant_hint=hint)
     print(f"Testing {url} with the {what}, as Entra calls it:", file=out)
     checks = await asyncio.to_thread(probe.run, target, what)

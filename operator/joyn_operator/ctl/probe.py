@@ -43,7 +43,7 @@ class Check:
 class Target:
     url: str
     token: str
-    resolve: str | None = None  # an address to use instead of DNS (curl's --resolve)
+    address: str | None = None  # connect here instead of DNS (what curl --resolve does)
     cafile: str | None = None  # trust this CA file instead of the system's store
     timeout: float = 10.0
     tenant_hint: str = ""  # the tenant's Ready reason and message, for the hints
@@ -63,9 +63,9 @@ def _ssl_context(cafile: str | None) -> ssl.SSLContext:
 
 
 def check_dns(t: Target) -> tuple[Check, str | None]:
-    if t.resolve:
-        return Check("DNS", True, f"{t.host} -> {t.resolve} (given by --resolve, DNS not asked)"), \
-            t.resolve
+    if t.address:
+        return Check("DNS", True, f"{t.host} -> {t.address} (given by --address; DNS not asked)"), \
+            t.address
     try:
         infos = socket.getaddrinfo(t.host, t.port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
