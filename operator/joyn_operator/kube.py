@@ -9,6 +9,7 @@ from the Login that kopf uses too (login.py).
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime
 
@@ -30,6 +31,12 @@ KINDS = {
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "JoynScimTenant": ("/apis/scim.sevenlakes.com/v1alpha1", "joynscimtenants"),
 }
+
+
+def secret_data(secret: dict | None) -> dict[str, str]:
+    """A Secret's data, decoded (empty for None)."""
+    data = (secret or {}).get("data") or {}
+    return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
 
 
 def path(kind: str, namespace: str, name: str | None = None) -> str:
@@ -71,14 +78,24 @@ class Kube:
             self._api = ApiClient(configuration=cfg)
         return self._api
 
+    async def _retrying(self, call):
+        """`call(api)` once; after a 401 (KubeError) the credentials are loaded afresh and it
+        is tried once more."""
+        refused = False
+        while True:
+            try:
+                return await call(await self._client(force=refused))
+            except KubeError as e:
+                if e.status != 401 or refused:
+                    raise
+                refused = True
+
     async def request(self, method: str, url: str, *, query: dict | None = None,
                       body: dict | None = None, content_type: str = "application/json",
                       redact: bool = False) -> tuple[int, dict]:
-        """One call; after a 401 the credentials are loaded afresh and it is tried once more.
-        Errors raise KubeError (with the server's message, withheld when `redact`)."""
-        refused = False
-        while True:
-            api = await self._client(force=refused)
+        """One call. Errors raise KubeError (with the server's message, withheld when
+        `redact`)."""
+        async def call(api: ApiClient) -> tuple[int, dict]:
             try:
                 data, status, _headers = await api.call_api(
                     url, method, query_params=list((query or {}).items()),
@@ -86,18 +103,15 @@ class Kube:
                     body=body, auth_settings=["BearerToken"],
                     response_types_map={200: "object", 201: "object", 202: "object"},
                     _request_timeout=self.timeout)
-                return status, data or {}
             except ApiException as e:
-                if e.status != 401 or refused:
-                    raise KubeError(method, url, e.status or 0, e.body, redact=redact) from None
-                refused = True
+                raise KubeError(method, url, e.status or 0, e.body, redact=redact) from None
+            return status, data or {}
+        return await self._retrying(call)
 
     async def text(self, url: str, query: dict | None = None) -> str:
         """A GET whose answer is text, not JSON (a pod's log): the client's JSON decoding would
         turn a log of one JSON line into a dict."""
-        refused = False
-        while True:
-            api = await self._client(force=refused)
+        async def call(api: ApiClient) -> str:
             r = await api.call_api(url, "GET", query_params=list((query or {}).items()),
                                    header_params={"Accept": "*/*"},
                                    auth_settings=["BearerToken"], _preload_content=False,
@@ -106,11 +120,10 @@ class Kube:
                 body = await r.text(errors="replace")
             finally:
                 r.release()
-            if 200 <= r.status < 300:
-                return body
-            if r.status != 401 or refused:
+            if not 200 <= r.status < 300:
                 raise KubeError("GET", url, r.status, body)
-            refused = True
+            return body
+        return await self._retrying(call)
 
     async def get(self, url: str) -> dict | None:
         try:

@@ -7,7 +7,6 @@ status should be is computed by the pure functions in desired.py, tokens.py and 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import json
@@ -20,7 +19,7 @@ from . import KIND
 from .config import OperatorConfig
 from .desired import children, token_secret
 from .keys import DESIRED_DIGEST
-from .kube import FIELD_MANAGER, Kube, KubeError, path
+from .kube import FIELD_MANAGER, Kube, KubeError, path, secret_data
 from .status import Observed, conditions, merge_patch
 from .tenant import Names, ResolvedTenant, resolve
 from .tokens import Event, TokenState, fmt, next_state
@@ -68,11 +67,6 @@ class KeyedLocks:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
-
-
-def _decode(secret: dict | None) -> dict[str, str]:
-    data = (secret or {}).get("data") or {}
-    return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
 
 
 async def reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
@@ -169,13 +163,13 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
     secret = await kube.get(path("Secret", t.namespace, t.token.secret_name))
     state: TokenState | None = None
     if not t.token.own:
-        token_present = bool(_decode(secret).get(t.token.key, "").strip())
+        token_present = bool(secret_data(secret).get(t.token.key, "").strip())
     elif secret is not None and not _ours(secret, t):
         # Never overwrite somebody's Secret, and never run a server on a token we did not make.
         conflicts.append(f"Secret {t.names.secret} exists and was not created by the operator")
         token_present = False
     else:
-        existing = TokenState.from_secret(_decode(secret),
+        existing = TokenState.from_secret(secret_data(secret),
                                           (secret or {}).get("metadata", {}).get("annotations")
                                           or {}, now)
         state = existing

@@ -7,7 +7,6 @@ namespace the user lacks, a 401 says to log in again, a missing tenant says wher
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import aiohttp
 from kubernetes_asyncio.config import ConfigException, list_kube_config_contexts
 
 from ..keys import INSTANCE_LABEL
-from ..kube import Kube, KubeError, path
+from ..kube import Kube, KubeError, path, secret_data
 from ..login import Login, LoginError
 
 # What the API server says when RBAC refuses a request.
@@ -87,11 +86,6 @@ def context_namespace(login: Login, context: str | None) -> str:
     return ((chosen or {}).get("context") or {}).get("namespace") or "default"
 
 
-def decode(secret: dict | None) -> dict[str, str]:
-    return {k: base64.b64decode(v).decode(errors="replace")
-            for k, v in ((secret or {}).get("data") or {}).items()}
-
-
 class Cluster:
     """The reads and writes of the CLI's commands, each failure a CliError."""
 
@@ -135,13 +129,14 @@ class Cluster:
                else path("JoynScimTenant", self.namespace))
         return await self._call("list tenants", self.kube.list(url))
 
-    async def secret(self, namespace: str, name: str) -> dict[str, str] | None:
-        """A Secret's data, decoded, and its annotations under the key "" (None: absent)."""
+    async def secret(self, namespace: str, name: str
+                     ) -> tuple[dict[str, str], dict[str, str]] | None:
+        """A Secret's data, decoded, and its annotations (None: absent)."""
         got = await self._call(f"read Secret {name}",
                                self.kube.get(path("Secret", namespace, name)))
         if got is None:
             return None
-        return {**decode(got), "": (got["metadata"].get("annotations") or {})}
+        return secret_data(got), got["metadata"].get("annotations") or {}
 
     async def annotate(self, tenant: dict, annotations: dict[str, str | None]) -> None:
         meta = tenant["metadata"]

@@ -13,43 +13,39 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..keys import (
-    ISSUED_AT,
-    PAUSED_ANNOTATION,
-    PREVIOUS_TOKEN_KEY,
-    PREVIOUS_VALID_UNTIL,
-    ROTATE_ANNOTATION,
-    ROTATE_OVERLAP_ANNOTATION,
-    ROTATION_ID,
-    TOKEN_KEY,
-)
-from ..tenant import Names
-from ..tokens import fmt, parse_duration
+from ..config import OperatorConfig
+from ..keys import PAUSED_ANNOTATION, ROTATE_ANNOTATION, ROTATE_OVERLAP_ANNOTATION
+from ..tenant import ResolvedTenant, resolve
+from ..tokens import TokenState, fmt, parse_duration
 from . import handover, probe, report, views
 from .cluster import CliError, Cluster
 
 
-def _token_ref(tenant: dict) -> tuple[str, str, bool]:
-    """(Secret name, key, made by the operator) of the tenant's current token."""
-    spec = tenant.get("spec") or {}
-    byo = (spec.get("token") or {}).get("existingSecretRef")
-    ref = (tenant.get("status") or {}).get("tokenSecretRef") or {}
-    if byo:
-        return byo["name"], byo.get("key") or TOKEN_KEY, False
-    return ref.get("name") or Names.of(tenant["metadata"]["name"]).secret, \
-        ref.get("key") or TOKEN_KEY, True
+def _resolved(tenant: dict) -> ResolvedTenant:
+    """The tenant as the operator resolves it: its token Secret, pause and rotation do not
+    depend on the operator's settings, so their defaults serve."""
+    return resolve(tenant, OperatorConfig())
 
 
-async def _tokens(cluster: Cluster, tenant: dict) -> tuple[str, list[str], dict]:
-    """(current token, previous tokens newest first, the Secret's annotations)."""
-    name, key, _ = _token_ref(tenant)
-    data = await cluster.secret(tenant["metadata"]["namespace"], name)
-    if data is None or not data.get(key, "").strip():
+async def _tokens(cluster: Cluster, tenant: dict) -> TokenState:
+    """The tenant's tokens as its Secret holds them: the operator's lifecycle state, or for a
+    bring-your-own Secret just the current token."""
+    t = _resolved(tenant)
+    got = await cluster.secret(t.namespace, t.token.secret_name)
+    data, annotations = got or ({}, {})
+    now = datetime.now(UTC)
+    state = TokenState.from_secret(data, annotations, now) if t.token.own else (
+        TokenState(current=data[t.token.key].strip(), issued_at=now)
+        if data.get(t.token.key, "").strip() else None)
+    if state is None:
         ready = views.condition(tenant, "Ready")
-        raise CliError(f"tenant {tenant['metadata']['name']} has no token yet: Secret {name} "
-                       f"has no key {key!r} (Ready: {ready.get('reason', 'not reconciled')})")
-    previous = [t.strip() for t in data.get(PREVIOUS_TOKEN_KEY, "").splitlines() if t.strip()]
-    return data[key].strip(), previous[::-1], data[""]
+        raise CliError(f"tenant {t.name} has no token yet: Secret {t.token.secret_name} has no "
+                       f"key {t.token.key!r} (Ready: {ready.get('reason', 'not reconciled')})")
+    return state
+
+
+def _previous_until(tenant: dict) -> str | None:
+    return ((tenant.get("status") or {}).get("token") or {}).get("previousValidUntil")
 
 
 def _url(tenant: dict) -> str:
@@ -74,7 +70,7 @@ def _not_ready_warning(tenant: dict) -> str | None:
 async def cmd_tenants(args, cluster: Cluster, out) -> int:
     items = sorted(await cluster.tenants(),
                    key=lambda t: (t["metadata"]["namespace"], t["metadata"]["name"]))
-    now = views.now_utc()
+    now = datetime.now(UTC)
     rows = [views.tenant_row(t, now) for t in items]
     if args.output in ("json", "yaml"):
         print(views.dump(rows, args.output), file=out)
@@ -91,9 +87,9 @@ async def cmd_tenants(args, cluster: Cluster, out) -> int:
 async def cmd_credentials(args, cluster: Cluster, out) -> int:
     tenant = await cluster.tenant(args.tenant)
     url = _url(tenant)
-    token, previous, _ = await _tokens(cluster, tenant)
-    shown = token if args.reveal else views.mask(token)
-    until = ((tenant.get("status") or {}).get("token") or {}).get("previousValidUntil")
+    state = await _tokens(cluster, tenant)
+    shown = state.current if args.reveal else views.mask(state.current)
+    until = _previous_until(tenant)
     if args.output == "json":
         print(json.dumps({"tenantUrl": url, "secretToken": shown, "revealed": args.reveal,
                           "previousTokenValidUntil": until}, indent=2), file=out)
@@ -106,7 +102,7 @@ async def cmd_credentials(args, cluster: Cluster, out) -> int:
         print(warning, file=sys.stderr)
     print(f"Tenant URL:   {url}", file=out)
     print(f"Secret Token: {shown}", file=out)
-    if previous and until:
+    if state.previous and until:
         print(f"The previous token stays valid until {until}.", file=out)
     return 0
 
@@ -118,13 +114,12 @@ async def cmd_handover(args, cluster: Cluster, out) -> int:
     url = _url(tenant)
     token = None
     if args.reveal:
-        token, _, _ = await _tokens(cluster, tenant)
+        token = (await _tokens(cluster, tenant)).current
     if warning := _not_ready_warning(tenant):
         print(warning, file=sys.stderr)
-    until = ((tenant.get("status") or {}).get("token") or {}).get("previousValidUntil")
     md = handover.markdown(display_name=(tenant.get("spec") or {}).get("displayName")
                            or tenant["metadata"]["name"], url=url, token=token,
-                           previous_valid_until=until)
+                           previous_valid_until=_previous_until(tenant))
     print(md if args.format == "markdown" else handover.plain(md), end="", file=out)
     if not args.reveal:
         print(f"\n(The Secret Token is left out: send it by another channel, from `kubectl "
@@ -136,51 +131,44 @@ async def cmd_handover(args, cluster: Cluster, out) -> int:
 
 async def cmd_rotate(args, cluster: Cluster, out) -> int:
     tenant = await cluster.tenant(args.tenant)
-    name = tenant["metadata"]["name"]
-    secret_name, _, own = _token_ref(tenant)
-    if not own:
-        raise CliError(f"tenant {name}'s token comes from your own Secret {secret_name} "
-                       "(spec.token.existingSecretRef): rotate it there")
-    annotations = tenant["metadata"].get("annotations") or {}
-    if annotations.get(PAUSED_ANNOTATION) == "true":
-        raise CliError(f"tenant {name} is paused ({PAUSED_ANNOTATION}=true): the operator "
+    t = _resolved(tenant)
+    if not t.token.own:
+        raise CliError(f"tenant {t.name}'s token comes from your own Secret "
+                       f"{t.token.secret_name} (spec.token.existingSecretRef): rotate it there")
+    if t.paused:
+        raise CliError(f"tenant {t.name} is paused ({PAUSED_ANNOTATION}=true): the operator "
                        "rotates nothing until that annotation is removed")
-    overlap = None
     if args.overlap:
         try:
             parse_duration(args.overlap)
         except ValueError:
             raise CliError(f"--overlap {args.overlap!r} is not a duration such as 24h, 90m or "
                            "1h30m") from None
-        overlap = args.overlap
-    _, _, before = await _tokens(cluster, tenant)
+    before = await _tokens(cluster, tenant)
     request = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
     await cluster.annotate(tenant, {ROTATE_ANNOTATION: request,
-                                    ROTATE_OVERLAP_ANNOTATION: overlap})
+                                    ROTATE_OVERLAP_ANNOTATION: args.overlap or None})
     if not args.wait:
         print(f"Rotation {request} requested; the operator acts within seconds. "
-              f"`kubectl joyn status {name}` shows the result.", file=out)
+              f"`kubectl joyn status {t.name}` shows the result.", file=out)
         return 0
     deadline = time.monotonic() + args.timeout
-    while True:
-        _, _, now = await _tokens(cluster, tenant)
-        if now.get(ROTATION_ID) == request:
-            break
+    while (after := await _tokens(cluster, tenant)).rotation_id != request:
         if time.monotonic() > deadline:
             raise CliError(f"the operator has not acted on rotation {request} after "
-                           f"{args.timeout:.0f} s: is it running? (`kubectl joyn status {name}`)")
+                           f"{args.timeout:.0f} s: is it running? (`kubectl joyn status "
+                           f"{t.name}`)")
         await asyncio.sleep(0.5)
-    if now.get(ISSUED_AT) == before.get(ISSUED_AT):
-        events = await cluster.events(tenant["metadata"]["namespace"], [name])
+    if after.current == before.current:
+        events = await cluster.events(t.namespace, [t.name])
         refused = [e for e in events if e.get("reason") == "RotationRefused"]
         why = refused[-1]["message"] if refused else "see `kubectl joyn status`"
         raise CliError(f"the operator refused the rotation: {why}")
-    untils = [u for u in now.get(PREVIOUS_VALID_UNTIL, "").split(",") if u]
-    print(f"Rotated: a new token is current since {now.get(ISSUED_AT)}.", file=out)
-    if untils:
-        print(f"The previous token stays valid until {max(untils)}: the customer's Entra admin "
-              "must paste the new one before then.", file=out)
-    print(f"Hand it over: kubectl joyn handover {name} --reveal (or credentials {name} "
+    print(f"Rotated: a new token is current since {fmt(after.issued_at)}.", file=out)
+    if after.previous:
+        print(f"The previous token stays valid until {fmt(after.previous[-1].valid_until)}: "
+              "the customer's Entra admin must paste the new one before then.", file=out)
+    print(f"Hand it over: kubectl joyn handover {t.name} --reveal (or credentials {t.name} "
           "--reveal). The server accepts the new token within about a minute.", file=out)
     return 0
 
@@ -197,14 +185,14 @@ async def cmd_test_connection(args, cluster: Cluster, out) -> int:
             raise CliError(f"cannot read --token-file: {e}") from None
         what = f"token in {args.token_file}"
     else:
-        current, previous, _ = await _tokens(cluster, tenant)
+        state = await _tokens(cluster, tenant)
         if args.token == "previous":  # noqa: S105 - a choice, not a token
-            if not previous:
+            if not state.previous:
                 raise CliError(f"tenant {args.tenant} has no previous token that is still "
                                "valid")
-            token, what = previous[0], "previous token"
+            token, what = state.previous[-1].token, "previous token"  # the newest
         else:
-            token, what = current, "current token"
+            token, what = state.current, "current token"
     ready = views.condition(tenant, "Ready")
     hint = "" if ready.get("status") == "True" else \
         f" (the tenant says Ready={ready.get('status', '?')}: {ready.get('reason', '?')}, " \
@@ -283,7 +271,7 @@ async def cmd_status(args, cluster: Cluster, out) -> int:
                                                             "message", "involvedObject")}
                                      for e in events]}, args.output), file=out)
         return 0
-    print(status_text(tenant, events, views.now_utc()), file=out)
+    print(status_text(tenant, events, datetime.now(UTC)), file=out)
     return 0
 
 
@@ -296,14 +284,14 @@ async def cmd_report(args, cluster: Cluster, out) -> int:
     events = await _tenant_events(cluster, tenant, children)
     notes = []
     try:
-        current, previous, _ = await _tokens(cluster, tenant)
-        tokens = [current, *previous]
+        state = await _tokens(cluster, tenant)
+        tokens = [state.current, *(p.token for p in state.previous)]
     except CliError as e:
         tokens = []
         notes.append(f"The token Secret could not be read ({e}); tokens are redacted by "
                      "their shape (after 'Bearer ') only.")
     files: dict = {"tenant.yaml": tenant, "events.yaml": events,
-                   "status.txt": status_text(tenant, events, views.now_utc()) + "\n"}
+                   "status.txt": status_text(tenant, events, datetime.now(UTC)) + "\n"}
     for kind, objs in children.items():
         for obj in objs:
             files[f"children/{kind.lower()}-{obj['metadata']['name']}.yaml"] = obj

@@ -4,7 +4,7 @@ tokens, kubectl-style tables, JSON and YAML. No cluster calls here."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import yaml
 
@@ -103,7 +103,3 @@ def dump(data, output: str) -> str:
     if output == "json":
         return json.dumps(data, indent=2)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip()
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
