@@ -4,6 +4,7 @@ readiness and metrics beside them, SCIM error bodies for every failure, and the 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import orjson
@@ -17,7 +18,10 @@ from starlette.routing import Mount, Route
 from . import schemas
 from .auth import TokenStore
 from .errors import ScimError, internal_error
-from .metrics import Metrics
+from .events.push import PushSender
+from .events.routes import EventRoutes
+from .events.stream import EventStream
+from .metrics import EventMetrics, Metrics
 from .middleware import BearerAuthMiddleware, ObservabilityMiddleware
 from .responses import error_response
 from .routes import AppSettings, ScimService
@@ -26,11 +30,13 @@ __all__ = ["AppSettings", "create_app"]
 
 
 def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
-               metrics: Metrics | None = None) -> object:
-    """The whole ASGI app. `storage_factory()` is called once at start-up (lifespan)."""
+               metrics: Metrics | None = None, events: EventStream | None = None) -> object:
+    """The whole ASGI app. `storage_factory()` is called once at start-up (lifespan); it must
+    record events when `events` (the stream's delivery side) is given."""
     metrics = metrics or Metrics()
     svc = ScimService(settings)
     base = settings.base_path
+    event_metrics = EventMetrics(metrics.registry) if events else None
 
     async def healthz(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
@@ -53,6 +59,8 @@ def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
         metrics.activity()
         for rt in schemas.RESOURCE_TYPES.values():
             metrics.resources.labels(rt.name).set(await svc.storage.count(rt))
+        if events:
+            event_metrics.observe(await events.state())
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     probes = [
@@ -60,6 +68,10 @@ def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
+    if events:
+        probes += EventRoutes(events, TokenStore(list(events.settings.token_files),
+                                                 what="event receiver token"),
+                              event_metrics).routes()
     scim = Mount(base, routes=svc.routes())
     # Starlette tries routes in order: the SCIM mount first, as nearly every request is for it,
     # unless it is at the root, where it would take the probes' paths too.
@@ -84,9 +96,23 @@ def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
     @contextlib.asynccontextmanager
     async def lifespan(app):
         svc.storage = storage_factory()
+        tasks, pusher = [], None
+        if events:
+            events.storage = svc.storage
+            tasks.append(asyncio.ensure_future(events.maintain()))
+            if events.push:
+                pusher = PushSender(events, event_metrics)
+                tasks.append(asyncio.ensure_future(pusher.run()))
         try:
             yield
         finally:
+            if events:
+                events.close()
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                if pusher:
+                    await pusher.close()
             await svc.storage.close()
 
     app = Starlette(routes=routes, lifespan=lifespan,

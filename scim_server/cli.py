@@ -14,6 +14,7 @@ import sys
 from importlib.metadata import entry_points
 
 from . import __version__
+from .events import DEFAULT_AUDIENCE, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT
 from .limits import QUERY_TIMEOUT, REQUEST_TIMEOUT
 
 COMMANDS = "joyn_scim.commands"
@@ -26,6 +27,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"JOYN_SCIM_{name}", default)
+
+
+def _env_list(name: str) -> list[str] | None:
+    return [v for v in (_env(name) or "").split(",") if v] or None
 
 
 def _serve_parser(sub) -> None:
@@ -51,9 +56,8 @@ def _serve_parser(sub) -> None:
                         "[JOYN_SCIM_DATA_DIR]")
     p.add_argument("--db", default=_env("DB"),
                    help="SQLite database file (default: <data dir>/scim.db) [JOYN_SCIM_DB]")
-    env_tokens = _env("TOKEN_FILES")
     p.add_argument("--token-file", action="append", dest="token_files",
-                   default=[t for t in (env_tokens or "").split(",") if t] or None,
+                   default=_env_list("TOKEN_FILES"),
                    help="file holding a valid bearer token; repeat for several (current and "
                         "previous). Re-read when it changes. Default: <data dir>/token, "
                         "generated if missing [JOYN_SCIM_TOKEN_FILES, comma-separated]")
@@ -83,6 +87,40 @@ def _serve_parser(sub) -> None:
                    default=float(_env("QUERY_TIMEOUT", str(QUERY_TIMEOUT))),
                    help="seconds one filter query may run; longer gets 400 tooMany "
                         "[JOYN_SCIM_QUERY_TIMEOUT]")
+    e = p.add_argument_group(
+        "event stream", "Every change as a signed RFC 9967 event, for the Joyn FSM application: "
+        "poll POST /events (RFC 8936) or receive push (RFC 8935); public keys at GET "
+        "/events/jwks.json, a bootstrap snapshot at GET /events/snapshot.")
+    e.add_argument("--events-token-file", action="append", dest="events_token_files",
+                   default=_env_list("EVENTS_TOKEN_FILES"),
+                   help="file holding the receiver's credential (one token a line; repeat for "
+                        "several); turns the stream on. Not Entra's token: each opens only its "
+                        "own endpoints [JOYN_SCIM_EVENTS_TOKEN_FILES, comma-separated]")
+    e.add_argument("--events-signing-key-file", action="append", dest="events_key_files",
+                   default=_env_list("EVENTS_SIGNING_KEY_FILES"),
+                   help="PEM file of EC keys: the first key of the first file signs, every key "
+                        "is published (rotation); re-read when it changes. Default: <data "
+                        "dir>/events-signing-key.pem, generated if missing "
+                        "[JOYN_SCIM_EVENTS_SIGNING_KEY_FILES, comma-separated]")
+    e.add_argument("--events-audience", default=_env("EVENTS_AUDIENCE", DEFAULT_AUDIENCE),
+                   help="the SETs' aud claim: the receiver [JOYN_SCIM_EVENTS_AUDIENCE]")
+    e.add_argument("--events-push-url", default=_env("EVENTS_PUSH_URL"),
+                   help="push every SET to this URL (RFC 8935) instead of waiting for polls "
+                        "[JOYN_SCIM_EVENTS_PUSH_URL]")
+    e.add_argument("--events-push-authorization-file",
+                   default=_env("EVENTS_PUSH_AUTHORIZATION_FILE"),
+                   help="file holding the Authorization header value to push with, e.g. "
+                        "'Bearer ...' [JOYN_SCIM_EVENTS_PUSH_AUTHORIZATION_FILE]")
+    e.add_argument("--events-push-timeout", type=float,
+                   default=float(_env("EVENTS_PUSH_TIMEOUT", "10")),
+                   help="seconds one push may take [JOYN_SCIM_EVENTS_PUSH_TIMEOUT]")
+    e.add_argument("--events-retention", default=_env("EVENTS_RETENTION", DEFAULT_RETENTION),
+                   help="how long an unacknowledged event is kept (e.g. 336h); older ones are "
+                        "discarded and the receiver told to resync [JOYN_SCIM_EVENTS_RETENTION]")
+    e.add_argument("--events-retention-count", type=int,
+                   default=int(_env("EVENTS_RETENTION_COUNT", str(DEFAULT_RETENTION_COUNT))),
+                   help="most unacknowledged events kept; beyond it the oldest go, likewise "
+                        "[JOYN_SCIM_EVENTS_RETENTION_COUNT]")
     p.set_defaults(func=_serve)
 
 

@@ -23,3 +23,6 @@ MAX_INDEX = 2**63 - 1
 REQUEST_TIMEOUT = 15.0
 # One query's run time in the database (a filter no index serves, over many resources).
 QUERY_TIMEOUT = 2.0
+
+# Events. The most SETs one poll returns (RFC 8936 maxEvents; more is refused with 400).
+MAX_POLL_EVENTS = 1000

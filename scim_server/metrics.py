@@ -88,3 +88,64 @@ class Metrics:
         """Sets the activity gauges, for a scrape (cheaper than a gauge write per request)."""
         self.last_request.set(self._last_request)
         self.unauthorized_last_hour.set(self._refused.total(time.time()))
+
+
+class EventMetrics:
+    """The event stream's metrics (only when the stream is on). The gauges a scrape reads from
+    the outbox are set by `observe`; the operator turns them into the tenant's status.events."""
+
+    # Why a push failed, as a label: a bounded set, never the endpoint's own words.
+    PUSH_RESULTS = ("delivered", "rejected", "http_error", "redirect", "timeout", "connection")
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.delivered = Counter("scim_events_delivered", "Events the receiver acknowledged.",
+                                 ["via"], registry=registry)
+        self.backlog = Gauge("scim_events_backlog", "Events recorded and not yet acknowledged.",
+                             registry=registry)
+        self.oldest_age = Gauge(
+            "scim_events_oldest_unacked_age_seconds", "Age of the oldest event not yet "
+            "acknowledged (0: none).", registry=registry)
+        self.position = Gauge("scim_events_stream_position",
+                              "Position of the last event recorded (its seq).", registry=registry)
+        self.resync_required = Gauge(
+            "scim_events_resync_required", "1 while the receiver must resync from a snapshot: "
+            "events were discarded by the retention, rejected, or never recorded.",
+            registry=registry)
+        self.last_delivery = Gauge(
+            "scim_events_last_delivery_timestamp_seconds", "Unix time the receiver last "
+            "acknowledged an event (0: not since the server started).", registry=registry)
+        self.push_attempts = Counter("scim_events_push_attempts", "SETs pushed, by result.",
+                                     ["result"], registry=registry)
+        self.push_failing_since = Gauge(
+            "scim_events_push_failing_since_timestamp_seconds", "Unix time push delivery began "
+            "failing (0: it is not failing).", registry=registry)
+        self.push_last_error = Gauge(
+            "scim_events_push_last_error_info", "1 for the reason the last push failed.",
+            ["reason"], registry=registry)
+        for via in ("poll", "push"):
+            self.delivered.labels(via)
+        for result in self.PUSH_RESULTS:
+            self.push_attempts.labels(result)
+
+    def events_delivered(self, n: int, via: str) -> None:
+        if n:
+            self.delivered.labels(via).inc(n)
+            self.last_delivery.set(time.time())
+
+    def observe(self, state) -> None:
+        """Set the gauges from a storage.StreamState, at a scrape."""
+        self.backlog.set(state.backlog)
+        self.oldest_age.set(max(0.0, time.time() - state.oldest_iat) if state.oldest_iat
+                            else 0)
+        self.position.set(state.head)
+        self.resync_required.set(1 if state.gap else 0)
+
+    def push_failed(self, reason: str, since: float) -> None:
+        self.push_attempts.labels(reason).inc()
+        self.push_failing_since.set(since)
+        self.push_last_error.clear()
+        self.push_last_error.labels(reason).set(1)
+
+    def push_delivered(self) -> None:
+        self.push_attempts.labels("delivered").inc()
+        self.push_failing_since.set(0)

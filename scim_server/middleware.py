@@ -28,6 +28,7 @@ _ID_COUNTER = itertools.count(1)
 _RESOURCES = frozenset({"Users", "Groups", "Schemas", "ResourceTypes", "ServiceProviderConfig",
                         ".search"})
 _QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
+_EVENTS = "/events"  # the event stream's endpoints: the receiver's credential, not Entra's
 
 
 _CANONICAL_SEGMENTS = {r.lower(): r for r in _RESOURCES}
@@ -54,6 +55,8 @@ def resource_label(path: str, base_path: str) -> str:
     (never the path itself, which holds ids)."""
     if path in _QUIET:
         return path.strip("/")
+    if path == _EVENTS or path.startswith(_EVENTS + "/"):
+        return "events"
     if path.startswith(base_path + "/"):
         head = path[len(base_path) + 1:].split("/", 1)[0]
         return head if head in _RESOURCES else "other"
@@ -113,7 +116,8 @@ class ObservabilityMiddleware:
 
 class BearerAuthMiddleware:
     """Every request under the SCIM base path needs a valid bearer token; others do not, nor
-    do the probes and metrics, even under a base path of "/" (a kubelet has no token)."""
+    do the probes and metrics, even under a base path of "/" (a kubelet has no token), nor the
+    event stream's endpoints, which check the receiver's credential themselves."""
 
     def __init__(self, app, tokens: TokenStore, base_path: str) -> None:
         self.app = app
@@ -123,7 +127,8 @@ class BearerAuthMiddleware:
     async def __call__(self, scope, receive, send) -> None:
         path = scope["path"] if scope["type"] == "http" else None
         if path and path not in _QUIET and (path == self.base_path
-                                            or path.startswith(self.base_path + "/")):
+                                            or path.startswith(self.base_path + "/")) and \
+                not (path == _EVENTS or path.startswith(_EVENTS + "/")):
             header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
             if not self.tokens.check(header):
                 detail = "Missing bearer token" if header is None else "Invalid bearer token"

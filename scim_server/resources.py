@@ -288,7 +288,7 @@ def render(rt: ResourceType, res: Stored, base_url: str,
         members_attr = core.attr("members")
         if p.wants(core.id, members_attr):
             out["members"] = p.shape(core.id, members_attr, [
-                _member(m, base_url) for m in res.members])
+                render_member(m, base_url) for m in res.members])
     if res.groups is not None:
         groups_attr = core.attr("groups")
         if res.groups and p.wants(core.id, groups_attr):
@@ -311,7 +311,8 @@ def render(rt: ResourceType, res: Stored, base_url: str,
     return out
 
 
-def _member(m: dict, base_url: str) -> dict:
+def render_member(m: dict, base_url: str) -> dict:
+    """A member as a resource shows it: value, $ref and type (when known), display."""
     out = {"value": m["value"]}
     if m.get("type"):
         out["$ref"] = f"{base_url}/{m['type']}s/{m['value']}"

@@ -26,6 +26,7 @@ class AppSettings:
     public_url: str | None = None  # the Tenant URL, when it differs from what requests show
     max_body_bytes: int = 1024 * 1024
     max_results: int = 1000
+    event_uris: tuple[str, ...] = ()  # the events the stream sends, when it is on (SPC)
 
 
 class ScimService:
@@ -163,7 +164,7 @@ class ScimService:
             wants_body = rt is schemas.USER_TYPE or "attributes" in given or \
                 "excludedAttributes" in given
             res = await self.storage.modify(rt, rid, lambda d: apply_patch(rt, d, body), if_match,
-                                            with_related=wants_body)
+                                            with_related=wants_body, patch_op=body)
             if not wants_body:
                 return Response(status_code=204, headers={"ETag": res.etag})
             return self.resource(request, rt, res, projection=params.projection(rt, given))
@@ -227,7 +228,8 @@ class ScimService:
 
     async def spc(self, request: Request) -> Response:
         return scim_response(schemas.service_provider_config(
-            self.base_url(request), self.settings.max_results, self.settings.max_body_bytes))
+            self.base_url(request), self.settings.max_results, self.settings.max_body_bytes,
+            self.settings.event_uris))
 
 
 def query_params(request: Request) -> dict:

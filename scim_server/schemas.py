@@ -291,9 +291,11 @@ GROUP_TYPE = ResourceType("Group", "/Groups", "Group", GROUP_SCHEMA, ())
 RESOURCE_TYPES = {"User": USER_TYPE, "Group": GROUP_TYPE}
 
 
-def service_provider_config(base_url: str, max_results: int, max_payload: int) -> dict:
-    """The full SPC: every capability is spelled out, unsupported ones with their limits too."""
-    return {
+def service_provider_config(base_url: str, max_results: int, max_payload: int,
+                            event_uris: tuple[str, ...] = ()) -> dict:
+    """The full SPC: every capability is spelled out, unsupported ones with their limits too.
+    With the event stream on, `securityEvents` (RFC 9967 §4) lists the events it sends."""
+    spc = {
         "schemas": [SERVICE_PROVIDER_CONFIG],
         "documentationUri": "https://github.com/sevenlakes/joyn-scim",
         "patch": {"supported": True},
@@ -313,3 +315,6 @@ def service_provider_config(base_url: str, max_results: int, max_payload: int) -
         "meta": {"resourceType": "ServiceProviderConfig",
                  "location": f"{base_url}/ServiceProviderConfig"},
     }
+    if event_uris:
+        spc["securityEvents"] = {"asyncRequest": "none", "eventUris": list(event_uris)}
+    return spc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import os
@@ -14,6 +15,10 @@ import uvicorn
 from .app import AppSettings, create_app
 from .auth import TokenStore
 from .connection import protocol
+from .durations import parse_duration
+from .events.keys import SigningKeys, generate_key_file
+from .events.sets import EVENT_URIS
+from .events.stream import EventSettings, EventStream
 from .logs import setup_logging
 from .storage.sqlite import SqliteStorage
 
@@ -21,6 +26,16 @@ log = logging.getLogger("scim_server")
 
 
 class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, on_exit=None) -> None:
+        super().__init__(config)
+        self.on_exit = on_exit
+
+    def handle_exit(self, sig, frame) -> None:
+        # Long polls end now, so the graceful shutdown does not wait out their 30 s.
+        super().handle_exit(sig, frame)
+        if self.on_exit is not None:
+            asyncio.get_event_loop().call_soon_threadsafe(self.on_exit)
+
     @contextlib.contextmanager
     def capture_signals(self):
         # uvicorn re-raises SIGTERM once its graceful shutdown is done, so a clean stop would
@@ -42,6 +57,34 @@ def generate_token_file(path: str) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     return token
+
+
+def _event_stream(args: argparse.Namespace, tenant_url: str) -> EventStream:
+    """The stream's delivery side from the --events-* options; a signing key is generated in
+    the data folder when none is given (a server started by hand)."""
+    key_files = args.events_key_files
+    if not key_files:
+        os.makedirs(args.data_dir, exist_ok=True)
+        key_files = [os.path.join(args.data_dir, "events-signing-key.pem")]
+        if not os.path.exists(key_files[0]):
+            generate_key_file(key_files[0])
+    try:
+        retention = parse_duration(args.events_retention).total_seconds()
+    except ValueError as e:
+        raise SystemExit(f"joyn-scim serve: --events-retention: {e} (e.g. 336h)") from None
+    settings = EventSettings(
+        token_files=tuple(args.events_token_files), signing_key_files=tuple(key_files),
+        audience=args.events_audience, push_url=args.events_push_url,
+        push_authorization_file=args.events_push_authorization_file,
+        push_timeout=args.events_push_timeout, retention_age=retention,
+        retention_count=args.events_retention_count)
+    keys = SigningKeys(key_files)
+    if keys.signer() is None:
+        log.warning("no event signing key is loaded: polls and pushes fail until one is",
+                    extra={"signing_key_files": key_files})
+    log.info("event stream on", extra={"delivery": "push" if settings.push_url else "poll",
+                                       "audience": settings.audience})
+    return EventStream(settings, tenant_url, keys)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -72,10 +115,13 @@ def serve(args: argparse.Namespace) -> int:
             f"  curl -H 'Authorization: Bearer <token>' {tenant_url}/Users\n\n")
         sys.stdout.flush()
 
+    events = _event_stream(args, tenant_url) if args.events_token_files else None
     settings = AppSettings(base_path=base_path, public_url=args.public_url,
-                           max_body_bytes=args.max_body_bytes, max_results=args.max_results)
+                           max_body_bytes=args.max_body_bytes, max_results=args.max_results,
+                           event_uris=EVENT_URIS if events else ())
     app = create_app(settings, lambda: SqliteStorage(db_path, args.durability.upper(),
-                                                          args.query_timeout), tokens)
+                                                     args.query_timeout, events=bool(events)),
+                     tokens, events=events)
     log.info("starting", extra={"listen": f"{args.host}:{args.port}", "base_path": base_path,
                                 "database": db_path, "tenant_url": tenant_url})
     config = uvicorn.Config(
@@ -83,6 +129,6 @@ def serve(args: argparse.Namespace) -> int:
         http=protocol(args.request_timeout),
         proxy_headers=True, forwarded_allow_ips=args.forwarded_allow_ips,
         timeout_graceful_shutdown=25, server_header=False, lifespan="on")
-    _Server(config).run()
+    _Server(config, events.closing.set if events else None).run()
     log.info("stopped")
     return 0

@@ -19,9 +19,10 @@ from scim_server.storage.sqlite import SqliteStorage
 
 pytestmark = pytest.mark.anyio
 
-# name -> open(folder): a backend whose data lives in `folder`, so opening it again finds it.
+# name -> open(folder, events=False): a backend whose data lives in `folder`, so opening it
+# again finds it; `events` turns its outbox on.
 BACKENDS = {
-    "sqlite": lambda folder: SqliteStorage(str(folder / "scim.db")),
+    "sqlite": lambda folder, events=False: SqliteStorage(str(folder / "scim.db"), events=events),
 }
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\Z")
 
@@ -39,6 +40,14 @@ def backend(request):
 @pytest.fixture
 async def store(backend, tmp_path):
     s = backend(tmp_path)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def outbox(backend, tmp_path):
+    """A backend with its event outbox on."""
+    s = backend(tmp_path, events=True)
     yield s
     await s.close()
 
@@ -225,3 +234,256 @@ async def test_data_survives_closing_and_opening_again(backend, tmp_path):
         assert [m["value"] for m in (await s.get(GROUP_TYPE, g.id)).members] == [a.id]
     finally:
         await s.close()
+
+
+# -- the event outbox ---------------------------------------------------------------------------
+
+async def events(store, after=0):
+    return await store.read_events(1000, after)
+
+
+def summary(evs):
+    return [(e.record["op"], e.record["type"], e.record["id"], e.record.get("version"))
+            for e in evs]
+
+
+async def test_every_change_records_its_event_in_commit_order(outbox):
+    a = await user(outbox, "a", externalId="ext-a")
+    g = await outbox.create(GROUP_TYPE, {"displayName": "g"}, [{"value": a.id, "display": "A"}])
+    await outbox.modify(USER_TYPE, a.id, set_title("t"), None,
+                        patch_op={"Operations": [{"op": "add", "path": "title", "value": "t"}]})
+    await outbox.replace(USER_TYPE, a.id, {"userName": "a", "title": "u"}, None, None)
+    b = await user(outbox, "b")
+    await outbox.modify(GROUP_TYPE, g.id, lambda d: (d, [MemberChange("add", members=[
+        {"value": b.id}])]), None)
+    await outbox.delete(GROUP_TYPE, g.id, None)
+    evs = await events(outbox)
+    assert summary(evs) == [
+        ("create", "User", a.id, 1), ("create", "Group", g.id, 1), ("patch", "User", a.id, 2),
+        ("put", "User", a.id, 3), ("create", "User", b.id, 1), ("patch", "Group", g.id, 2),
+        ("delete", "Group", g.id, None)]
+    seqs = [e.seq for e in evs]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert [e.txn for e in evs] == seqs  # one event a transaction: the txn is its own seq
+    create, group, patch = (e.record for e in evs[:3])
+    assert create["doc"] == {"userName": "a", "externalId": "ext-a"}
+    assert create["externalId"] == "ext-a" and create["created"] == a.created
+    assert group["members"] == [{"value": a.id, "display": "A", "type": "User"}]
+    assert patch["patch"] == {"Operations": [{"op": "add", "path": "title", "value": "t"}]}
+    assert patch["doc"]["title"] == "t"
+    assert evs[5].record["delta"] == {"upsert": [{"value": b.id, "display": None,
+                                                  "type": "User"}]}
+    state = await outbox.stream_state()
+    assert (state.head, state.backlog, state.gap) == (seqs[-1], 7, False)
+    assert await events(outbox, after=seqs[3]) == evs[4:]
+
+
+async def test_a_write_that_fails_or_changes_nothing_records_no_event(outbox):
+    a = await user(outbox, "a", title="t")
+    b = await user(outbox, "b")
+    g = await outbox.create(GROUP_TYPE, {"displayName": "g"}, [{"value": a.id}])
+    before = await events(outbox)
+
+    def broken(doc):
+        doc["title"] = "half"
+        raise ScimError(400, "no", "invalidValue")
+
+    with fails(409, "uniqueness"):
+        await user(outbox, "A")
+    with fails(412):
+        await outbox.modify(USER_TYPE, a.id, set_title("x"), 'W/"9"')
+    with fails(400, "invalidValue"):
+        await outbox.modify(USER_TYPE, a.id, broken, None)
+    with fails(404):
+        await outbox.delete(USER_TYPE, "9edf3db5-0000-4000-8000-000000000000", None)
+    with fails(400, "invalidValue"):  # a member that does not exist
+        await outbox.modify(GROUP_TYPE, g.id, lambda d: (d, [MemberChange("add", members=[
+            {"value": b.id}, {"value": "9edf3db5-0000-4000-8000-000000000000"}])]), None)
+    # No-ops: the same title, a member already there, a member removed that is not there,
+    # and the same member list again.
+    await outbox.modify(USER_TYPE, a.id, set_title("t"), None)
+    await outbox.modify(GROUP_TYPE, g.id, lambda d: (d, [
+        MemberChange("add", members=[{"value": a.id}]), MemberChange("remove", values=[b.id])]),
+        None)
+    after = await events(outbox)
+    assert after == before
+    # A PUT is a write even when it sends what is there: it makes a version and an event.
+    same = await outbox.replace(GROUP_TYPE, g.id, {"displayName": "g"}, [{"value": a.id}], None)
+    after = await events(outbox)
+    assert after[:-1] == before and summary(after[-1:]) == [("put", "Group", g.id, same.version)]
+    assert [m["value"] for m in (await outbox.get(GROUP_TYPE, g.id)).members] == [a.id]
+
+
+async def test_a_membership_delta_is_exact(outbox):
+    a, b, c = [await user(outbox, n) for n in "abc"]
+    g = await outbox.create(GROUP_TYPE, {"displayName": "g"}, [{"value": a.id, "display": "A"},
+                                                                {"value": b.id}])
+
+    async def patch(*changes):
+        res = await outbox.modify(GROUP_TYPE, g.id, lambda d: (d, list(changes)), None)
+        evs = await events(outbox)
+        return res, evs[-1].record
+
+    # A whole new list that keeps a (same display), drops b and brings c: only b and c show.
+    res, rec = await patch(MemberChange("replace", members=[{"value": a.id, "display": "A"},
+                                                            {"value": c.id}]))
+    assert res.version == 2
+    assert rec["delta"] == {"upsert": [{"value": c.id, "display": None, "type": "User"}],
+                            "remove": [b.id]}
+    # Removed and added back in one request is no change; a new display is one.
+    before = len(await events(outbox))
+    res, _ = await patch(MemberChange("remove", values=[c.id]),
+                         MemberChange("add", members=[{"value": c.id}]))
+    assert res.version == 2 and len(await events(outbox)) == before
+    res, rec = await patch(MemberChange("add", members=[{"value": a.id, "display": "Ann"}]))
+    assert res.version == 3
+    assert rec["delta"] == {"upsert": [{"value": a.id, "display": "Ann", "type": "User"}]}
+    # Adding without a display keeps the one a member has.
+    res, _ = await patch(MemberChange("add", members=[{"value": a.id}]))
+    assert res.version == 3
+    assert {m["value"]: m["display"] for m in res.members}[a.id] == "Ann"
+    res, rec = await patch(MemberChange("remove_all"))
+    assert set(rec["delta"]["remove"]) == {a.id, c.id} and "upsert" not in rec["delta"]
+
+
+async def test_a_deleted_member_changes_each_of_its_groups_in_the_same_transaction(outbox):
+    a, b = await user(outbox, "a"), await user(outbox, "b")
+    g1 = await outbox.create(GROUP_TYPE, {"displayName": "g1"}, [{"value": a.id},
+                                                                 {"value": b.id}])
+    g2 = await outbox.create(GROUP_TYPE, {"displayName": "g2"}, [{"value": a.id}])
+    parent = await outbox.create(GROUP_TYPE, {"displayName": "parent"}, [{"value": g2.id}])
+    head = (await outbox.stream_state()).head
+    await outbox.delete(USER_TYPE, a.id, None)
+    for g in (g1, g2):
+        now = await outbox.get(GROUP_TYPE, g.id)
+        assert now.version == g.version + 1 and now.last_modified > g.last_modified
+    assert (await outbox.get(GROUP_TYPE, parent.id)).version == 1
+    evs = await events(outbox, head)
+    assert {e.txn for e in evs} == {evs[0].seq}  # one transaction
+    assert evs[0].record == {"op": "delete", "type": "User", "id": a.id}
+    by_group = {e.record["id"]: e.record for e in evs[1:]}
+    assert set(by_group) == {g1.id, g2.id}
+    for rec in by_group.values():
+        assert rec["op"] == "patch" and rec["delta"] == {"remove": [a.id]}
+        assert rec["patch"]["Operations"] == [
+            {"op": "remove", "path": f'members[value eq "{a.id}"]'}]
+    # A deleted group leaves its parent likewise.
+    await outbox.delete(GROUP_TYPE, g2.id, None)
+    assert (await outbox.get(GROUP_TYPE, parent.id)).members == []
+    last = (await events(outbox))[-1].record
+    assert (last["id"], last["version"], last["delta"]) == (parent.id, 2, {"remove": [g2.id]})
+
+
+async def test_an_active_flip_is_recorded_and_nothing_else_is(outbox):
+    a = await user(outbox, "a", active=True)
+
+    async def last():
+        return (await events(outbox))[-1].record
+
+    await outbox.modify(USER_TYPE, a.id, lambda d: ({**d, "active": False}, []), None)
+    assert (await last())["active"] is False
+    await outbox.modify(USER_TYPE, a.id, set_title("t"), None)
+    assert "active" not in await last()
+    await outbox.replace(USER_TYPE, a.id, {"userName": "a", "active": True}, None, None)
+    assert (await last())["active"] is True
+    # No `active` counts as active: dropping it is no flip.
+    await outbox.replace(USER_TYPE, a.id, {"userName": "a"}, None, None)
+    assert "active" not in await last()
+
+
+async def test_acknowledged_events_are_gone_and_their_seqs_never_come_back(outbox):
+    for n in "abc":
+        await user(outbox, n)
+    evs = await events(outbox)
+    assert await outbox.ack_events([evs[1].seq, 999_999]) == 1
+    assert await events(outbox) == [evs[0], evs[2]]
+    assert await outbox.ack_events([evs[1].seq]) == 0  # again: nothing, and no error
+    await outbox.ack_events([evs[0].seq, evs[2].seq])
+    state = await outbox.stream_state()
+    assert (state.backlog, state.oldest_iat, state.head) == (0, None, evs[2].seq)
+    d = await user(outbox, "d")
+    [new] = await events(outbox)
+    assert new.seq == evs[2].seq + 1 and new.record["id"] == d.id
+
+
+async def test_the_retention_discards_the_oldest_and_marks_a_gap(outbox):
+    for n in range(5):
+        await user(outbox, f"u{n}")
+    evs = await events(outbox)
+    assert await outbox.trim_events(max_age=3600, max_count=10) == 0
+    assert not (await outbox.stream_state()).gap
+    assert await outbox.trim_events(max_age=3600, max_count=2) == 3
+    state = await outbox.stream_state()
+    assert (state.gap, state.gap_through, state.gap_count, state.gap_reason) == \
+        (True, evs[2].seq, 3, "retention")
+    assert await events(outbox) == evs[3:]
+    # By age: iat is whole seconds, so with -1 s every event is older than the limit.
+    assert await outbox.trim_events(max_age=-1, max_count=10) == 2
+    state = await outbox.stream_state()
+    assert (state.gap_through, state.gap_count, state.backlog) == (evs[4].seq, 5, 0)
+    assert not await outbox.ack_gap(evs[2].seq)  # an older gap's end clears nothing
+    assert await outbox.ack_gap(evs[4].seq)
+    assert not (await outbox.stream_state()).gap
+
+
+async def test_changes_made_with_events_off_leave_a_gap(backend, tmp_path):
+    s = backend(tmp_path, events=True)
+    await user(s, "a")
+    stream = (await s.stream_state()).stream
+    await s.close()
+    s = backend(tmp_path)
+    await user(s, "unrecorded")
+    await s.close()
+    s = backend(tmp_path, events=True)
+    try:
+        state = await s.stream_state()
+        assert (state.stream, state.gap, state.gap_count) == (stream, True, -1)
+        assert len(await events(s)) == 1  # the recorded event stays, in front of the gap
+    finally:
+        await s.close()
+
+
+async def test_events_survive_closing_and_opening_again(backend, tmp_path):
+    s = backend(tmp_path, events=True)
+    await user(s, "a")
+    before = await events(s)
+    await s.close()
+    s = backend(tmp_path, events=True)
+    try:
+        assert await events(s) == before
+    finally:
+        await s.close()
+
+
+async def test_a_waiter_wakes_when_an_event_commits(outbox):
+    import asyncio
+    await user(outbox, "x")
+    head = (await outbox.stream_state()).head
+    assert not await outbox.wait_for_events(head, 0.01)
+    waiter = asyncio.ensure_future(outbox.wait_for_events(head, 30))
+    await asyncio.sleep(0)
+    with fails(409, "uniqueness"):  # a failed write commits no event
+        await user(outbox, "X")
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    await user(outbox, "y")
+    assert await asyncio.wait_for(waiter, 5)
+
+
+async def test_a_snapshot_is_the_state_at_its_position(outbox):
+    a, b = await user(outbox, "a"), await user(outbox, "b")
+    g = await outbox.create(GROUP_TYPE, {"displayName": "g"}, [{"value": a.id}])
+    async with outbox.snapshot() as snap:
+        assert snap.position == (await outbox.stream_state()).head
+        assert snap.stream == (await outbox.stream_state()).stream
+        # Writes after the snapshot began do not show in it.
+        await outbox.delete(USER_TYPE, b.id, None)
+        await user(outbox, "c")
+        await outbox.modify(GROUP_TYPE, g.id, lambda d: (d, [MemberChange("remove_all")]), None)
+        users = [u async for batch in snap.batches(USER_TYPE) for u in batch]
+        groups = [x async for batch in snap.batches(GROUP_TYPE) for x in batch]
+    assert [u.doc["userName"] for u in users] == ["a", "b"]
+    assert [(x.id, x.version, [m["value"] for m in x.members]) for x in groups] == \
+        [(g.id, 1, [a.id])]
+    later = await events(outbox, snap.position)
+    assert [e.record["op"] for e in later] == ["delete", "create", "patch"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from scim_server.durations import parse_duration
+
 from . import GROUP, KIND, VERSION
 from .config import OperatorConfig
 from .defaults import SERVER_RESOURCES, spec_value
@@ -31,7 +33,6 @@ from .keys import (
     SERVER_COMPONENT,
     TOKEN_KEY,
 )
-from .tokens import parse_duration
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ Nothing here ever puts a token value into an event message, a log line or status
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -30,18 +29,6 @@ from .keys import (
 def new_token() -> str:
     """256 bits from the OS's CSPRNG, URL-safe (43 characters)."""
     return secrets.token_urlsafe(32)
-
-
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-def parse_duration(text: str) -> timedelta:
-    """`72h`, `24h30m`, `90s` (the CRD's pattern) as a timedelta."""
-    m = _DURATION.match(text or "")
-    if not m or not any(m.groups()):
-        raise ValueError(f"not a duration: {text!r}")
-    h, mi, s = (int(g or 0) for g in m.groups())
-    return timedelta(hours=h, minutes=mi, seconds=s)
 
 
 def fmt(dt: datetime | None) -> str | None:

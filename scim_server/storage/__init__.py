@@ -12,12 +12,18 @@ The contract:
   attributes only: no id, meta, schemas, Group members or User groups, which storage keeps.
 - Group membership changes come in as `MemberChange` deltas, applied in order, so one member
   costs the same in a group of 10 or of 50,000.
+- Every change made through a write method records its event in the same transaction, in an
+  ordered outbox (when the backend was opened with events on): a write that fails or changes
+  nothing records none, an acknowledged one always has one. The write rules (precondition,
+  mutate, no-op, uniqueness, side effects on groups, the event) live once, in `writes.py`, over a
+  few primitives each backend provides (`WriteTx`); what an event holds is `outbox.py`'s.
 - The logic every backend shares lives in `common.py` (ids, preconditions, uniqueness keys).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -69,6 +75,47 @@ class Query:
 Mutation = Callable[[dict], tuple[dict, list[MemberChange]]]
 
 
+@dataclass(frozen=True)
+class Outboxed:
+    """One event as the outbox holds it: what changed, not yet a signed SET (events/sets.py
+    makes that at delivery, so the write path pays for no rendering or signature)."""
+
+    seq: int  # its position in the stream: commit order, never reused
+    txn: int  # the position of its transaction (the seq of the transaction's first event)
+    iat: int  # when it was recorded, Unix seconds
+    record: dict  # the change (outbox.py)
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """Where the event stream stands. `gap` is a loss the receiver has not acknowledged yet:
+    events up to `gap_through` were discarded unread (retention) or never recorded (the server
+    ran with events off), so the receiver must resync from a snapshot."""
+
+    stream: str  # this stream's id: part of every jti, so a jti names one stream only
+    head: int  # the last seq ever recorded, 0 for none
+    backlog: int  # events recorded and not acknowledged
+    oldest_iat: int | None  # iat of the oldest of them
+    gap_through: int = 0
+    gap_count: int = 0  # -1: unknown (changes made while recording was off)
+    gap_reason: str | None = None
+
+    @property
+    def gap(self) -> bool:
+        return self.gap_through > 0
+
+
+class Snapshot(Protocol):
+    """The state at one stream position, read consistently: every resource whose last event is
+    at or before `position` is as that event left it, and no later change shows."""
+
+    position: int
+    stream: str
+
+    def batches(self, rt: ResourceType) -> AsyncIterator[list[Stored]]:
+        """Every resource of a type, in batches; Groups with their members."""
+
+
 class Storage(Protocol):
     async def get(self, rt: ResourceType, id: str, *, with_related: bool = True) -> Stored:
         """One resource (404 if absent); `with_related` loads members or groups."""
@@ -84,12 +131,14 @@ class Storage(Protocol):
         """PUT: the whole document (and, for a group, the whole member list)."""
 
     async def modify(self, rt: ResourceType, id: str, mutate: Mutation, if_match: str | None,
-                     *, with_related: bool = True) -> Stored:
+                     *, with_related: bool = True, patch_op: dict | None = None) -> Stored:
         """PATCH: `mutate` runs on the current document inside the transaction; a change
-        that changes nothing keeps the version and lastModified."""
+        that changes nothing keeps the version and lastModified. `patch_op` is the request
+        as sent, which the event carries."""
 
     async def delete(self, rt: ResourceType, id: str, if_match: str | None) -> None:
-        """Delete; a deleted user or group leaves every group it was in."""
+        """Delete; a deleted user or group leaves every group it was in, and each such group
+        is changed (a new version, lastModified and event)."""
 
     async def count(self, rt: ResourceType) -> int: ...
 
@@ -97,3 +146,31 @@ class Storage(Protocol):
         """Raise if the database cannot answer (readiness)."""
 
     async def close(self) -> None: ...
+
+    # -- the event outbox (only when opened with events on) -----------------------------------
+
+    async def read_events(self, limit: int, after: int = 0) -> list[Outboxed]:
+        """The oldest unacknowledged events with a seq above `after`, in stream order."""
+
+    async def ack_events(self, seqs: Collection[int]) -> int:
+        """Forget these events (delivered); unknown or already forgotten seqs are ignored.
+        Returns how many were forgotten."""
+
+    async def ack_gap(self, through: int) -> bool:
+        """The receiver has resynced past the gap ending at `through`: clear it."""
+
+    async def lose_events(self, seqs: Collection[int], reason: str) -> int:
+        """Forget these events undelivered (the receiver rejected them) and mark the gap."""
+
+    async def stream_state(self) -> StreamState: ...
+
+    async def trim_events(self, max_age: float, max_count: int) -> int:
+        """Discard unacknowledged events older than `max_age` seconds or beyond the newest
+        `max_count`, marking the gap; returns how many were discarded."""
+
+    async def wait_for_events(self, after: int, timeout: float) -> bool:
+        """Wait until an event with a seq above `after` is committed (True) or `timeout`
+        seconds pass (False)."""
+
+    def snapshot(self) -> AbstractAsyncContextManager[Snapshot]:
+        """A consistent read of every user and group, for a receiver's bootstrap."""

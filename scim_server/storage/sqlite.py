@@ -21,28 +21,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 
 import orjson
 
 from ..errors import ScimError, bad_request, not_found
 from ..limits import QUERY_TIMEOUT
 from ..schemas import ResourceType
-from . import MemberChange, Mutation, Query, Stored
-from .common import (
-    check_precondition,
-    email_keys,
-    fold,
-    new_id,
-    now,
-    unique_key,
-    uniqueness_conflict,
-)
+from . import MemberChange, Outboxed, Query, Stored, StreamState
+from .common import email_keys, fold, unique_key
+from .outbox import MemberDelta
 from .sqlfilter import (
     compile_filter,
     compile_member_filter,
@@ -50,6 +44,7 @@ from .sqlfilter import (
     range_on_index,
     served_by_index,
 )
+from .writes import Taken, WritePath
 
 log = logging.getLogger("scim_server.storage")
 
@@ -112,6 +107,25 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE user_emails_keyed RENAME TO user_emails;
     CREATE INDEX user_emails_value ON user_emails (value_fold);
     """,
+    # The event outbox (storage/outbox.py): written in each change's transaction, read by
+    # delivery, deleted once acknowledged. `event_stream` is one row: the stream's id and an
+    # unacknowledged gap, if any (events discarded by the retention or never recorded).
+    """
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        txn INTEGER NOT NULL,
+        iat INTEGER NOT NULL,
+        record BLOB NOT NULL
+    );
+    CREATE TABLE event_stream (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        stream TEXT NOT NULL,
+        recording INTEGER NOT NULL,
+        gap_through INTEGER NOT NULL DEFAULT 0,
+        gap_count INTEGER NOT NULL DEFAULT 0,
+        gap_reason TEXT
+    );
+    """,
 )
 
 _TABLE = {"User": "users", "Group": "groups"}
@@ -120,6 +134,8 @@ _CHUNK = 500  # stays well below SQLite's bound-parameter limit
 _WAL_LIMIT = 16 * 1024 * 1024  # the WAL file is truncated back to this size after a reset
 READERS = 2  # reader threads: the two cores a tenant's pod gets at most
 INLINE_MAX_OFFSET = 1000  # an indexed search paging further runs on a reader thread
+_SNAPSHOT_BATCH = 500
+_FREE_PAGES_KEPT = 256  # free pages beyond these go back to the file system after a trim
 
 
 def _index_columns(rt: ResourceType, doc: dict) -> dict:
@@ -196,6 +212,11 @@ class _Reader:
                 for uid, gid, display in rows:
                     by_id[uid].groups.append({"value": gid, "display": display})
 
+    def events(self, limit: int, after: int) -> list[Outboxed]:
+        return [Outboxed(seq, txn, iat, orjson.loads(record)) for seq, txn, iat, record in
+                self.db.execute("SELECT seq, txn, iat, record FROM events WHERE seq > ? "
+                                "ORDER BY seq LIMIT ?", (after, limit))]
+
     def past_deadline(self) -> bool:
         return 0 < self.deadline < time.monotonic()
 
@@ -260,18 +281,28 @@ class _Reader:
         return total, items
 
 
-class SqliteStorage:
-    """The Storage interface (see the package) over one SQLite file."""
+class SqliteStorage(WritePath):
+    """The Storage interface (see the package) over one SQLite file. `events`: record every
+    change in the outbox (the event stream is on)."""
 
     def __init__(self, path: str, synchronous: str = "NORMAL",
-                 query_timeout: float = QUERY_TIMEOUT, readers: int = READERS) -> None:
+                 query_timeout: float = QUERY_TIMEOUT, readers: int = READERS,
+                 events: bool = False) -> None:
         self.path = path
         self.synchronous = synchronous
+        self.events_on = events
         self._commits = 0
+        self._event_commits = asyncio.Event()
         self.db = _connect(path, synchronous)
+        if self.db.execute("PRAGMA user_version").fetchone()[0] == 0:
+            # Before the first table: pages freed by acknowledged events can then be given
+            # back to the file system (older databases are converted once, in _migrate).
+            self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self.db.execute("PRAGMA journal_mode=WAL")
         self.reads = _Reader(self.db, query_timeout)
+        self._writes = _WriteTx(self.reads)
         self._migrate()
+        self._open_stream()
         # Checkpoints copy the WAL into the database and fsync. A thread with its own connection
         # runs them right behind the writer (PASSIVE: it never blocks a request), so the
         # request thread rarely pays for one; SQLite's own automatic checkpoint, at 1024 pages,
@@ -339,6 +370,12 @@ class SqliteStorage:
                         self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version={version + 1}")
                 log.info("database migrated", extra={"schema_version": version + 1})
+        if self.events_on and self.db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            # A database made before the outbox: once, so acknowledged events give their
+            # pages back (VACUUM rewrites the file; it needs as much free space again).
+            log.info("converting the database to incremental vacuum, once")
+            self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            self.db.execute("VACUUM")
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
@@ -386,46 +423,201 @@ class SqliteStorage:
         return await asyncio.get_running_loop().run_in_executor(
             self._readers, self._on_reader_thread, _Reader.search, rt, query)
 
-    # -- writes -----------------------------------------------------------------------------
+    # -- writes (the rules are writes.py's; these are its primitives) -------------------------
 
-    def _uniqueness_error(self, rt: ResourceType, doc: dict, own_id: str) -> ScimError | None:
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_WriteTx]:
+        with self._tx():
+            yield self._writes
+
+    def events_committed(self) -> None:
+        self._event_commits, event = asyncio.Event(), self._event_commits
+        event.set()
+
+    # -- the event outbox -------------------------------------------------------------------
+    # Commit order is stream order: SQLite has one writer at a time, so seqs (AUTOINCREMENT:
+    # never reused, even once every event is acknowledged and the table is empty) are handed
+    # out in the order transactions commit.
+
+    def _head(self) -> int:
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        return row[0] if row else 0
+
+    def _open_stream(self) -> None:
+        """The stream's row: made when events are first on. Turning events off and on again
+        leaves changes no event tells of, so the receiver is told to resync (a gap)."""
+        with self._tx():
+            row = self.db.execute("SELECT recording FROM event_stream").fetchone()
+            if row is None:
+                if self.events_on:
+                    self.db.execute("INSERT INTO event_stream (id, stream, recording) "
+                                    "VALUES (1, ?, 1)", (secrets.token_hex(8),))
+            elif self.events_on and not row[0]:
+                self.db.execute(
+                    "UPDATE event_stream SET recording = 1, gap_through = ?, gap_count = -1, "
+                    "gap_reason = 'the server ran with events off' WHERE gap_reason IS NULL",
+                    (self._head(),))
+                self.db.execute("UPDATE event_stream SET recording = 1")
+            elif not self.events_on and row[0]:
+                self.db.execute("UPDATE event_stream SET recording = 0")
+
+    async def read_events(self, limit: int, after: int = 0) -> list[Outboxed]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._readers, self._on_reader_thread, _Reader.events, limit, after)
+
+    async def ack_events(self, seqs: Collection[int]) -> int:
+        with self._tx():
+            return sum(self.db.execute(
+                f"DELETE FROM events WHERE seq IN ({','.join('?' * len(chunk))})",
+                chunk).rowcount for chunk in _chunks(list(seqs)))
+
+    async def ack_gap(self, through: int) -> bool:
+        with self._tx():
+            return self.db.execute(
+                "UPDATE event_stream SET gap_through = 0, gap_count = 0, gap_reason = NULL "
+                "WHERE gap_reason IS NOT NULL AND gap_through = ?", (through,)).rowcount > 0
+
+    async def stream_state(self) -> StreamState:
+        row = self.db.execute("SELECT stream, gap_through, gap_count, gap_reason "
+                              "FROM event_stream").fetchone()
+        if row is None:
+            raise RuntimeError("the event stream is off")
+        backlog, oldest = self.db.execute(
+            "SELECT count(*), (SELECT iat FROM events ORDER BY seq LIMIT 1) FROM events"
+        ).fetchone()
+        return StreamState(row[0], self._head(), backlog, oldest, row[1], row[2], row[3])
+
+    async def trim_events(self, max_age: float, max_count: int) -> int:
+        with self._tx():
+            head = self._head()
+            keep_from = self.db.execute(
+                "SELECT seq FROM events WHERE iat >= ? ORDER BY seq LIMIT 1",
+                (int(time.time() - max_age),)).fetchone()
+            cut = max(head - max_count, (keep_from[0] - 1) if keep_from else head)
+            gone = self.db.execute("DELETE FROM events WHERE seq <= ?", (cut,)).rowcount
+            if gone:
+                self._mark_gap(cut, gone, "retention")
+        # Give the pages the events held back to the file system (auto_vacuum=INCREMENTAL).
+        if self.db.execute("PRAGMA freelist_count").fetchone()[0] > _FREE_PAGES_KEPT:
+            self.db.execute("PRAGMA incremental_vacuum").fetchall()
+        return gone
+
+    async def lose_events(self, seqs: Collection[int], reason: str) -> int:
+        seqs = list(seqs)
+        if not seqs:
+            return 0
+        with self._tx():
+            gone = sum(self.db.execute(
+                f"DELETE FROM events WHERE seq IN ({','.join('?' * len(chunk))})",
+                chunk).rowcount for chunk in _chunks(seqs))
+            self._mark_gap(max(seqs), len(seqs), reason)
+        return gone
+
+    def _mark_gap(self, through: int, count: int, reason: str) -> None:
+        """Events up to `through` are lost to the receiver: it must resync (sets.RESYNC)."""
+        self.db.execute(
+            "UPDATE event_stream SET gap_through = max(gap_through, ?), "
+            "gap_count = CASE WHEN gap_count < 0 THEN -1 ELSE gap_count + ? END, "
+            "gap_reason = coalesce(gap_reason, ?)", (through, count, reason))
+        log.warning("events lost to the receiver: it must resync",
+                    extra={"events": count, "through": through, "reason": reason})
+
+    async def wait_for_events(self, after: int, timeout: float) -> bool:
+        if self._head() > after:
+            return True
+        try:
+            await asyncio.wait_for(self._event_commits.wait(), timeout)
+        except TimeoutError:
+            pass
+        return self._head() > after
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[_Snapshot]:
+        """One read transaction on a connection and thread of its own (WAL keeps it
+        consistent while writes go on), held until the receiver has read every batch."""
+        loop = asyncio.get_running_loop()
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-snapshot")
+        db = await loop.run_in_executor(thread, _connect, self.path, self.synchronous)
+        try:
+            snap = _Snapshot(_Reader(db, 0), thread)
+            await loop.run_in_executor(thread, snap.begin)
+            yield snap
+        finally:
+            await loop.run_in_executor(thread, db.close)
+            thread.shutdown()
+
+
+class _WriteTx:
+    """writes.WriteTx over the writer connection, inside its BEGIN IMMEDIATE. Plain synchronous
+    SQL under `async def`: nothing here suspends, so a write transaction still runs from BEGIN
+    to COMMIT without another request's statements in between, and needs no lock."""
+
+    def __init__(self, reads: _Reader) -> None:
+        self.reads = reads
+        self.db = reads.db
+
+    async def current(self, rt: ResourceType, id: str) -> Stored | None:
+        row = self.reads.row(rt, id)
+        return None if row is None else self.reads.stored(row)
+
+    async def insert(self, rt: ResourceType, res: Stored) -> None:
+        self._write_row(rt, res, None)
+
+    async def update(self, rt: ResourceType, res: Stored, old: Stored) -> None:
+        self._write_row(rt, res, old.doc)
+
+    async def load_related(self, rt: ResourceType, items: list[Stored]) -> None:
+        self.reads.load_related(rt, items)
+
+    async def remove(self, rt: ResourceType, id: str) -> list[str]:
+        self.db.execute(f"DELETE FROM {_TABLE[rt.name]} WHERE id = ?", (id,))
+        return [r[0] for r in self.db.execute(
+            "DELETE FROM group_members WHERE value = ? RETURNING group_id", (id,)).fetchall()]
+
+    async def record(self, iat: int, records: list[dict]) -> list[Outboxed]:
+        head = self.db.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        txn = (head[0] if head else 0) + 1
+        saved = [Outboxed(txn + i, txn, iat, r) for i, r in enumerate(records)]
+        self.db.executemany("INSERT INTO events (seq, txn, iat, record) VALUES (?, ?, ?, ?)",
+                            [(e.seq, txn, iat, orjson.dumps(e.record)) for e in saved])
+        return saved
+
+    def _taken(self, rt: ResourceType, doc: dict, own_id: str) -> Taken | None:
         """After the UNIQUE index refused a write (it checks for free; a SELECT before every
-        write cost a statement per request): the 409 that names the holder."""
+        write cost a statement per request): who holds the value."""
         row = self.db.execute(
             f"SELECT id FROM {_TABLE[rt.name]} WHERE {_UNIQUE_COLUMN[rt.name]} = ?",
             (unique_key(rt, doc),)).fetchone()
-        if row is None or row[0] == own_id:
-            return None
-        return uniqueness_conflict(rt, doc, row[0])
+        return None if row is None or row[0] == own_id else Taken(row[0])
 
-    def _write_row(self, rt: ResourceType, id: str, doc: dict, created: str, version: int,
-                   old: dict | None) -> Stored:
+    def _write_row(self, rt: ResourceType, res: Stored, old: dict | None) -> None:
         """Insert (`old` is None) or update a row. An update sets only the indexed columns
         whose value changed: every index named in an UPDATE is rewritten, and each rewritten
         index page is another 4 KiB in the WAL and in the next checkpoint."""
-        modified = created if old is None else now()
-        cols = _index_columns(rt, doc)
+        cols = _index_columns(rt, res.doc)
         if old is not None:
             before = _index_columns(rt, old)
             cols = {k: v for k, v in cols.items() if before.get(k) != v}
-        cols.update(last_modified=modified, version=version, data=orjson.dumps(doc).decode())
+        cols.update(last_modified=res.last_modified, version=res.version,
+                    data=orjson.dumps(res.doc).decode())
         table = _TABLE[rt.name]
         try:
             if old is None:
-                cols.update(id=id, created=created)
+                cols.update(id=res.id, created=res.created)
                 self.db.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
                                 f"({', '.join('?' * len(cols))})", tuple(cols.values()))
             else:
                 sets = ", ".join(f"{k} = ?" for k in cols)
-                self.db.execute(f"UPDATE {table} SET {sets} WHERE id = ?", (*cols.values(), id))
+                self.db.execute(f"UPDATE {table} SET {sets} WHERE id = ?",
+                                (*cols.values(), res.id))
         except sqlite3.IntegrityError:
-            err = self._uniqueness_error(rt, doc, id)
-            if err is None:
+            taken = self._taken(rt, res.doc, res.id)
+            if taken is None:
                 raise
-            raise err from None
+            raise taken from None
         if rt.name == "User":
-            self._write_emails(id, doc, old)
-        return Stored(id, doc, created, modified, version)
+            self._write_emails(res.id, res.doc, old)
 
     def _write_emails(self, id: str, doc: dict, old: dict | None) -> None:
         """Only the addresses that changed: each row touched is index pages in the WAL."""
@@ -439,105 +631,129 @@ class SqliteStorage:
             self.db.executemany("INSERT INTO user_emails (user_id, value_fold) VALUES (?, ?)",
                                 [(id, v) for v in added])
 
-    def _current(self, rt: ResourceType, id: str, if_match: str | None) -> Stored:
-        row = self.reads.row(rt, id)
-        if row is None:
-            raise not_found(f"{rt.name} {id} not found")
-        res = self.reads.stored(row)
-        check_precondition(res, if_match)
-        return res
-
-    async def create(self, rt: ResourceType, doc: dict, members: list[dict] | None) -> Stored:
-        with self._tx():
-            res = self._write_row(rt, new_id(), doc, now(), 1, None)
-            if rt.name == "Group":
-                self._apply_members(res.id, [MemberChange("add", members=members or [])])
-                self.reads.load_related(rt, [res])
-            else:
-                res.groups = []
-            return res
-
-    async def replace(self, rt: ResourceType, id: str, doc: dict, members: list[dict] | None,
-                if_match: str | None) -> Stored:
-        with self._tx():
-            cur = self._current(rt, id, if_match)
-            res = self._write_row(rt, id, doc, cur.created, cur.version + 1, cur.doc)
-            if rt.name == "Group":
-                self._apply_members(id, [MemberChange("replace", members=members or [])])
-            self.reads.load_related(rt, [res])
-            return res
-
-    async def modify(self, rt: ResourceType, id: str, mutate: Mutation, if_match: str | None,
-                     *, with_related: bool = True) -> Stored:
-        with self._tx():
-            cur = self._current(rt, id, if_match)
-            doc, changes = mutate(cur.doc)
-            # Member deltas first: one that changes no row (Entra adding a member already
-            # there) is no change, and neither the version nor lastModified moves.
-            before = self.db.total_changes
-            if changes:
-                self._apply_members(id, changes)
-            if doc == cur.doc and self.db.total_changes == before:
-                res = cur
-            else:
-                res = self._write_row(rt, id, doc, cur.created, cur.version + 1, cur.doc)
-            if with_related:
-                self.reads.load_related(rt, [res])
-            return res
-
-    async def delete(self, rt: ResourceType, id: str, if_match: str | None) -> None:
-        with self._tx():
-            self._current(rt, id, if_match)
-            self.db.execute(f"DELETE FROM {_TABLE[rt.name]} WHERE id = ?", (id,))
-            # A deleted user or group leaves every group it was a member of.
-            self.db.execute("DELETE FROM group_members WHERE value = ?", (id,))
-
     # -- membership -------------------------------------------------------------------------
 
-    def _apply_members(self, group_id: str, changes: list[MemberChange]) -> None:
+    async def change_members(self, group_id: str, changes: list[MemberChange]) -> MemberDelta:
+        delta = MemberDelta()
+        member_rows = "RETURNING value, display, type"
         for ch in changes:
             if ch.kind in ("replace", "remove_all"):
-                self.db.execute("DELETE FROM group_members WHERE group_id = ?", (group_id,))
+                self._gone(delta, self.db.execute(
+                    f"DELETE FROM group_members WHERE group_id = ? {member_rows}", (group_id,)))
             if ch.kind in ("add", "replace"):
-                self._add_members(group_id, ch.members)
+                self._add_members(group_id, ch.members, delta)
             elif ch.kind == "remove":
                 for i in range(0, len(ch.values), _CHUNK):
                     chunk = ch.values[i:i + _CHUNK]
-                    self.db.execute(
+                    self._gone(delta, self.db.execute(
                         f"DELETE FROM group_members WHERE group_id = ? AND value IN "
-                        f"({','.join('?' * len(chunk))})", (group_id, *chunk))
-            elif ch.kind in ("remove_where", "update_where"):
+                        f"({','.join('?' * len(chunk))}) {member_rows}", (group_id, *chunk)))
+            elif ch.kind == "remove_where":
                 where, params = compile_member_filter(ch.filter)
-                if ch.kind == "remove_where":
-                    self.db.execute(f"DELETE FROM group_members AS m WHERE group_id = ? AND "
-                                    f"{where}", (group_id, *params))
-                else:
-                    self.db.execute(f"UPDATE group_members AS m SET display = ? WHERE "
-                                    f"group_id = ? AND display IS NOT ? AND {where}",
-                                    (ch.display, group_id, ch.display, *params))
+                self._gone(delta, self.db.execute(
+                    f"DELETE FROM group_members AS m WHERE group_id = ? AND {where} "
+                    f"{member_rows}", (group_id, *params)))
+            elif ch.kind == "update_where":
+                where, params = compile_member_filter(ch.filter)
+                match = f"group_id = ? AND display IS NOT ? AND {where}"
+                args = (group_id, ch.display, *params)
+                # RETURNING shows rows as they become; the delta needs them as they were too.
+                for value, display, type_ in self.db.execute(
+                        f"SELECT value, display, type FROM group_members AS m WHERE {match}",
+                        args).fetchall():
+                    delta.saw(value, _member(value, display, type_))
+                    delta.set(value, _member(value, ch.display, type_))
+                self.db.execute(f"UPDATE group_members AS m SET display = ? WHERE {match}",
+                                (ch.display, *args))
+        return delta
 
-    def _add_members(self, group_id: str, members: list[dict]) -> None:
+    @staticmethod
+    def _gone(delta: MemberDelta, rows: sqlite3.Cursor) -> None:
+        for value, display, type_ in rows.fetchall():
+            delta.saw(value, _member(value, display, type_))
+            delta.set(value, None)
+
+    def _add_members(self, group_id: str, members: list[dict], delta: MemberDelta) -> None:
         if not members:
             return
         wanted = {m["value"]: m.get("display") for m in members}
         if group_id in wanted:
             raise bad_request("A group cannot be a member of itself")
-        types: dict[str, str] = {}
+        # Each wanted member's type, and its row in this group if it has one: one statement,
+        # point lookups only (the group's other members are never read).
+        found: dict[str, tuple] = {}
         ids = list(wanted)
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i:i + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for mid, type_ in self.db.execute(
-                    f"SELECT id, 'User' FROM users WHERE id IN ({marks}) UNION ALL "
-                    f"SELECT id, 'Group' FROM groups WHERE id IN ({marks})", (*chunk, *chunk)):
-                types[mid] = type_
-        missing = [i for i in ids if i not in types]
+            for mid, type_, present, display in self.db.execute(
+                    f"SELECT r.id, 'User', m.value IS NOT NULL, m.display FROM users r "
+                    f"LEFT JOIN group_members m ON m.group_id = ? AND m.value = r.id "
+                    f"WHERE r.id IN ({marks}) UNION ALL "
+                    f"SELECT r.id, 'Group', m.value IS NOT NULL, m.display FROM groups r "
+                    f"LEFT JOIN group_members m ON m.group_id = ? AND m.value = r.id "
+                    f"WHERE r.id IN ({marks})", (group_id, *chunk, group_id, *chunk)):
+                found[mid] = (type_, present, display)
+        missing = [i for i in ids if i not in found]
         if missing:
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
             raise bad_request(f"No user or group with id {shown}: a member must exist")
-        self.db.executemany(
-            "INSERT INTO group_members (group_id, value, display, type) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (group_id, value) DO UPDATE SET "
-            "display = COALESCE(excluded.display, group_members.display) "
-            "WHERE group_members.display IS NOT COALESCE(excluded.display, group_members.display)",
-            [(group_id, v, d, types[v]) for v, d in wanted.items()])
+        rows = []
+        for value, display in wanted.items():
+            type_, present, current = found[value]
+            before = _member(value, current, type_) if present else None
+            # Adding a member without a display keeps the display it has.
+            after = _member(value, current if display is None and present else display, type_)
+            delta.saw(value, before)
+            delta.set(value, after)
+            if after != before:
+                rows.append((group_id, value, after["display"], type_))
+        if rows:
+            self.db.executemany(
+                "INSERT INTO group_members (group_id, value, display, type) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (group_id, value) DO UPDATE SET display = excluded.display", rows)
+
+
+def _chunks(values: list) -> Iterator[list]:
+    for i in range(0, len(values), _CHUNK):
+        yield values[i:i + _CHUNK]
+
+
+def _member(value: str, display: object, type_: str) -> dict:
+    return {"value": value, "display": display, "type": type_}
+
+
+class _Snapshot:
+    """storage.Snapshot over one read transaction, every statement on its own thread."""
+
+    def __init__(self, reads: _Reader, thread: ThreadPoolExecutor) -> None:
+        self.reads = reads
+        self.thread = thread
+        self.position = 0
+        self.stream = ""
+
+    def begin(self) -> None:
+        db = self.reads.db
+        db.execute("BEGIN")  # the first read below fixes what every later one sees
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        self.position = row[0] if row else 0
+        stream = db.execute("SELECT stream FROM event_stream").fetchone()
+        self.stream = stream[0] if stream else ""
+
+    async def batches(self, rt: ResourceType) -> AsyncIterator[list[Stored]]:
+        loop = asyncio.get_running_loop()
+        after = 0
+        while True:
+            after, batch = await loop.run_in_executor(self.thread, self._batch, rt, after)
+            if not batch:
+                return
+            yield batch
+
+    def _batch(self, rt: ResourceType, after: int) -> tuple[int, list[Stored]]:
+        rows = self.reads.db.execute(
+            f"SELECT rowid, id, data, created, last_modified, version FROM {_TABLE[rt.name]} "
+            f"WHERE rowid > ? ORDER BY rowid LIMIT {_SNAPSHOT_BATCH}", (after,)).fetchall()
+        items = [self.reads.stored(r[1:]) for r in rows]
+        if rt.name == "Group":
+            self.reads.load_related(rt, items)
+        return (rows[-1][0] if rows else after), items

@@ -9,8 +9,9 @@ from joyn_operator.tokens import (
     TokenState,
     new_token,
     next_state,
-    parse_duration,
 )
+
+from scim_server.durations import parse_duration
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 DAY = timedelta(hours=72)

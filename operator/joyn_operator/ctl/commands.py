@@ -13,10 +13,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from scim_server.durations import parse_duration
+
 from ..config import OperatorConfig
 from ..keys import PAUSED_ANNOTATION, ROTATE_ANNOTATION, ROTATE_OVERLAP_ANNOTATION
 from ..tenant import ResolvedTenant, resolve
-from ..tokens import TokenState, fmt, parse_duration
+from ..tokens import TokenState, fmt
 from . import handover, probe, report, views
 from .cluster import CliError, Cluster
 

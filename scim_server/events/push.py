@@ -1,0 +1,162 @@
+"""Push delivery (RFC 8935): each SET POSTed to the receiver's endpoint, in stream order.
+
+One SET a request (`Content-Type: application/secevent+jwt`, `Accept: application/json`), with
+the receiver's own `Authorization` header when the tenant names one. A 2xx is delivery (RFC
+8935 §2.2 says 202; any 2xx is taken). Anything else is a failure and the same SET is sent
+again, never skipped: a 400 with `err` (RFC 8935 §2.3), another status, an HTML page, a
+redirect (not followed: the endpoint configured is the one that must answer), a timeout, a
+refused connection. Retries back off exponentially, half of each step random, from 1 s to 5
+minutes, and honour `Retry-After`; they go on for as long as the retention keeps the event, so
+a receiver down for hours catches up in order. Delivery state lives in the outbox, so a restart
+loses nothing; a SET whose 2xx was lost to a crash is sent again (receivers drop it by jti).
+
+Failures show in metrics, in one log line when delivery starts failing and one when it
+recovers (never one per retry), and through the metrics in the tenant's status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from ..metrics import EventMetrics
+from ..watched import WatchedFiles
+from .stream import EventStream
+
+log = logging.getLogger("scim_server.events.push")
+
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 300.0
+_BATCH = 100  # SETs read and signed at once; each is still sent, and acknowledged, in order
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    reason: str  # an EventMetrics.PUSH_RESULTS label
+    detail: str  # for the log: a status and the RFC 8935 err, never a body or a header
+    retry_after: float | None = None
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP-date), if it has one."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def outcome(response: httpx.Response) -> Outcome:
+    status = response.status_code
+    if 200 <= status < 300:
+        return Outcome(True, "delivered", f"HTTP {status}")
+    later = retry_after(response.headers.get("retry-after"), time.time())
+    if 300 <= status < 400:
+        return Outcome(False, "redirect", f"HTTP {status}: the endpoint redirects; configure "
+                       "the address it redirects to", later)
+    err = None
+    if status == 400 and "json" in response.headers.get("content-type", ""):
+        try:
+            body = response.json()
+            err = body.get("err") if isinstance(body, dict) else None
+        except ValueError:
+            err = None
+    if isinstance(err, str) and err.replace("_", "").isalnum():
+        return Outcome(False, "rejected", f"HTTP 400, err {err[:40]}", later)
+    return Outcome(False, "http_error", f"HTTP {status}", later)
+
+
+class PushSender:
+    """The one task that pushes a tenant's stream, started and stopped by the app."""
+
+    def __init__(self, stream: EventStream, metrics: EventMetrics,
+                 client: httpx.AsyncClient | None = None) -> None:
+        settings = stream.settings
+        self.stream = stream
+        self.metrics = metrics
+        self.url = settings.push_url
+        self.authorization = WatchedFiles(
+            [settings.push_authorization_file] if settings.push_authorization_file else [],
+            lambda data: data.strip().decode(), "", "push authorization")
+        self.client = client or httpx.AsyncClient(
+            timeout=settings.push_timeout, follow_redirects=False,
+            limits=httpx.Limits(max_connections=1))
+        self.failing_since = 0.0
+        self.attempt = 0  # failures in a row
+
+    async def run(self) -> None:
+        stream = self.stream
+        while not stream.closing.is_set():
+            batch = await stream.batch(_BATCH)
+            if not batch.sets:
+                await stream.wait(batch.head, 30)
+                continue
+            delivered: list[str] = []
+            for jti, token in batch.sets.items():
+                result = await self.send(token)
+                if not result.ok:
+                    break
+                delivered.append(jti)
+            if delivered:
+                n = await stream.acknowledge(delivered)
+                self.metrics.events_delivered(n, "push")
+            if len(delivered) < len(batch.sets):
+                await self.back_off(result)
+
+    async def send(self, token: str) -> Outcome:
+        headers = {"Content-Type": "application/secevent+jwt", "Accept": "application/json"}
+        auth = next(iter(self.authorization.values), "")
+        if auth:
+            headers["Authorization"] = auth
+        try:
+            result = outcome(await self.client.post(self.url, content=token, headers=headers))
+        except httpx.TimeoutException:
+            result = Outcome(False, "timeout", f"no answer within "
+                             f"{self.stream.settings.push_timeout:g} s")
+        except httpx.HTTPError as e:  # refused, reset, DNS, TLS: the class names which
+            result = Outcome(False, "connection", type(e).__name__)
+        self._record(result)
+        return result
+
+    def _record(self, result: Outcome) -> None:
+        if result.ok:
+            self.metrics.push_delivered()
+            if self.failing_since:
+                log.info("event push recovered", extra={
+                    "endpoint": self.url, "failed_for_s": round(time.time() - self.failing_since),
+                    "attempts": self.attempt})
+            self.failing_since, self.attempt = 0.0, 0
+            return
+        if not self.failing_since:
+            self.failing_since = time.time()
+            log.warning("event push failing: retrying with back-off until it is delivered",
+                        extra={"endpoint": self.url, "reason": result.reason,
+                               "detail": result.detail})
+        self.attempt += 1
+        self.metrics.push_failed(result.reason, self.failing_since)
+
+    async def back_off(self, result: Outcome) -> None:
+        # Exponential, with half of each step random so many tenants' senders spread out.
+        step = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** min(self.attempt - 1, 16))
+        delay = step / 2 + random.uniform(0, step / 2)  # noqa: S311 - jitter, not a secret
+        if result.retry_after is not None:
+            delay = max(delay, min(result.retry_after, BACKOFF_MAX))
+        try:
+            await asyncio.wait_for(self.stream.closing.wait(), delay)
+        except TimeoutError:
+            pass
+
+    async def close(self) -> None:
+        await self.client.aclose()
