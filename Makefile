@@ -5,13 +5,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve test lint bench bench-operator clean node-deps kube-bins image dev-cluster dev-cluster-down \
+.PHONY: demo serve test lint bench bench-operator client clean node-deps kube-bins image dev-cluster dev-cluster-down \
 	kind-up kind-down test-e2e
 
-$(STAMP): pyproject.toml tests/conformance/package-lock.json
+$(STAMP): pyproject.toml client/pyproject.toml tests/conformance/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test]' -e client/
 	npm ci --prefix tests/conformance --no-audit --no-fund --silent  # newman
 	touch $@
 
@@ -79,5 +79,9 @@ bench: $(STAMP)  ## our server vs scim2-server 0.8.3, same ASGI server (needs wr
 bench-operator: $(STAMP) kube-bins  ## the operator with 500 tenants: cold start, idle, restart (ARGS="--baseline REF")
 	KUBE_BINS_DIR=$$(hack/kube/build.sh) $(BIN)/python bench/operator_scale.py $(ARGS)
 
+client: $(STAMP)  ## the wheel the Joyn FSM application installs: dist/joyn_scim_events-*.whl
+	$(BIN)/python -m pip wheel -q --no-deps -w dist client/
+	@ls dist/joyn_scim_events-*.whl
+
 clean:
-	rm -rf $(VENV) joyn-scim-data joyn-scim-demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) dist joyn-scim-data joyn-scim-demo .pytest_cache .ruff_cache

@@ -1,14 +1,15 @@
 """Push delivery (RFC 8935): each SET POSTed to the receiver's endpoint, in stream order.
 
 One SET a request (`Content-Type: application/secevent+jwt`, `Accept: application/json`), with
-the receiver's own `Authorization` header when the tenant names one. A 2xx is delivery (RFC
-8935 §2.2 says 202; any 2xx is taken). Anything else is a failure and the same SET is sent
-again, never skipped: a 400 with `err` (RFC 8935 §2.3), another status, an HTML page, a
-redirect (not followed: the endpoint configured is the one that must answer), a timeout, a
-refused connection. Retries back off exponentially, half of each step random, from 1 s to 5
-minutes, and honour `Retry-After`; they go on for as long as the retention keeps the event, so
-a receiver down for hours catches up in order. Delivery state lives in the outbox, so a restart
-loses nothing; a SET whose 2xx was lost to a crash is sent again (receivers drop it by jti).
+the receiver's own `Authorization` header when the tenant names one. Only 202 is delivery (RFC
+8935 §2.2): a 200 with a login page is not a receiver that stored the SET. Anything else is a
+failure and the same SET is sent again, never skipped: a 400 with `err` (RFC 8935 §2.3),
+another status, an HTML page, a redirect (not followed: the endpoint configured is the one that
+must answer), a timeout, a refused connection. Retries back off exponentially, half of each
+step random, from 1 s to 5 minutes, and honour `Retry-After`; they go on for as long as the
+retention keeps the event, so a receiver down for hours catches up in order. Delivery state
+lives in the outbox, so a restart loses nothing; a SET whose 202 was lost to a crash is sent
+again (receivers drop it by jti).
 
 Failures show in metrics, in one log line when delivery starts failing and one when it
 recovers (never one per retry), and through the metrics in the tenant's status.
@@ -60,8 +61,8 @@ def retry_after(value: str | None, now: float) -> float | None:
 
 def outcome(response: httpx.Response) -> Outcome:
     status = response.status_code
-    if 200 <= status < 300:
-        return Outcome(True, "delivered", f"HTTP {status}")
+    if status == 202:
+        return Outcome(True, "delivered", "HTTP 202")
     later = retry_after(response.headers.get("retry-after"), time.time())
     if 300 <= status < 400:
         return Outcome(False, "redirect", f"HTTP {status}: the endpoint redirects; configure "
@@ -75,6 +76,9 @@ def outcome(response: httpx.Response) -> Outcome:
             err = None
     if isinstance(err, str) and err.replace("_", "").isalnum():
         return Outcome(False, "rejected", f"HTTP 400, err {err[:40]}", later)
+    if 200 <= status < 300:  # a login page, a proxy's answer: not the receiver's acceptance
+        return Outcome(False, "http_error", f"HTTP {status}, not 202 Accepted (RFC 8935 "
+                       "§2.2): the endpoint is not an RFC 8935 receiver", later)
     return Outcome(False, "http_error", f"HTTP {status}", later)
 
 
