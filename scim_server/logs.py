@@ -39,3 +39,7 @@ def setup_logging(level: str) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # we write our own access line
+    # httpx logs every request at info: a line per push retry, with the endpoint's URL. The
+    # push sender logs each change of state instead (events/push.py).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -28,7 +28,9 @@ class EventsServer(ServerProcess):
 
     @property
     def issuer(self) -> str:
-        return self.url  # no --public-url: the Tenant URL the server prints and signs with
+        """The Tenant URL the SETs name: --public-url, else the address it listens on."""
+        args = self.extra_args
+        return args[args.index("--public-url") + 1] if "--public-url" in args else self.url
 
     def poll(self, **body) -> httpx.Response:
         return self.events.post("/events", json=body)
@@ -74,3 +76,13 @@ def decode(token: str, srv: EventsServer, audience: str = "joyn-fsm") -> dict:
     key = next(k for k in jwks.keys if k.key_id == header["kid"])
     return jwt.decode(token, key, algorithms=["ES256"], audience=audience, issuer=srv.issuer,
                       options={"require": ["iss", "iat", "jti", "aud"]})
+
+
+def example_mirror():
+    """examples/events_mirror.py, the receiver the README shows, as a module."""
+    import importlib.util
+    path = Path(__file__).parents[2] / "examples" / "events_mirror.py"
+    spec = importlib.util.spec_from_file_location("events_mirror", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
