@@ -113,7 +113,7 @@ def main() -> None:
     p.add_argument("--issuer", required=True, help="the Tenant URL (the SETs' iss)")
     p.add_argument("--audience", default="joyn-fsm")
     p.add_argument("--db", default="mirror.db")
-    p.add_argument("--listen", default="0.0.0.0:9000", help="push: address to listen on")  # noqa: S104
+    p.add_argument("--listen", default="0.0.0.0:9000", help="push: address to listen on")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO)
     with open(args.token_file) as f:

@@ -8,7 +8,6 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
-
 from conftest import ServerProcess, scim_client, write_token
 
 
