@@ -15,6 +15,7 @@ from importlib.metadata import entry_points
 
 from . import __version__
 from .events import DEFAULT_AUDIENCE, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT
+from .events.tail import add_parser as add_events_parser
 from .limits import QUERY_TIMEOUT, REQUEST_TIMEOUT
 
 COMMANDS = "joyn_scim.commands"
@@ -129,13 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"joyn-scim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(sub)
+    add_events_parser(sub)
     for command in entry_points(group=COMMANDS):
         try:
-            add = command.load()
+            # Each adds its sub-parsers, with set_defaults(func=...).
+            command.load()(sub)
         except Exception as e:  # another package's commands must never stop `serve`
             print(f"joyn-scim: the {command.name} commands are unavailable: {e}",
                   file=sys.stderr)
-            continue
-        add(sub)  # each adds its sub-parsers, with set_defaults(func=...)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -249,3 +249,66 @@ async def test_a_full_disk_is_507_the_write_is_not_stored_and_reads_go_on(store,
     store.db.execute(f"PRAGMA max_page_count = {pages * 100}")  # room again: writes go on
     await store.create(USER_TYPE, {"userName": "after"}, None)
     assert await store.count(USER_TYPE) == total + 1
+
+
+async def test_a_full_disk_records_no_event_for_the_write_it_refused(tmp_path):
+    from scim_server.errors import ScimError
+    s = SqliteStorage(str(tmp_path / "scim.db"), events=True)
+    try:
+        await s.create(USER_TYPE, {"userName": "kept"}, None)
+        pages = s.db.execute("PRAGMA page_count").fetchone()[0]
+        s.db.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(ScimError) as e:
+            for i in range(200):
+                await s.create(USER_TYPE, {"userName": f"u{i}", "title": "x" * 2000}, None)
+        assert e.value.status == 507
+        names = [ev.record["doc"]["userName"] for ev in await s.read_events(1000)]
+        assert names == ["kept", *(f"u{n}" for n in range(i))]  # the refused one has none
+    finally:
+        await s.close()
+
+
+async def test_acknowledged_events_give_their_disk_space_back(tmp_path):
+    """The outbox's pages return to the file system once its events are acknowledged: the
+    file ends about as large as one that never recorded events (auto_vacuum=INCREMENTAL)."""
+    async def filled(name, events):
+        s = SqliteStorage(str(tmp_path / name), events=events)
+        for i in range(3000):
+            await s.create(USER_TYPE, {"userName": f"user{i:05}@example.com", "title": "x" * 300},
+                           None)
+        return s
+
+    plain = await filled("plain.db", False)
+    floor = plain.db.execute("PRAGMA page_count").fetchone()[0]
+    await plain.close()
+    s = await filled("events.db", True)
+    try:
+        full = s.db.execute("PRAGMA page_count").fetchone()[0]
+        assert full > floor * 1.5  # the outbox held a copy of every user
+        while batch := await s.read_events(1000):
+            await s.ack_events([e.seq for e in batch])
+        await s.trim_events(max_age=3600, max_count=10**6)  # where the server gives pages back
+        after = s.db.execute("PRAGMA page_count").fetchone()[0]
+        assert after <= floor + 300, (floor, full, after)
+    finally:
+        await s.close()
+
+
+async def test_a_database_made_before_the_outbox_is_converted_once_and_keeps_its_data(tmp_path):
+    path = str(tmp_path / "scim.db")
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0] + ";" + MIGRATIONS[1] + "; PRAGMA user_version=2;")
+    db.execute("INSERT INTO users (id, user_name_fold, created, last_modified, version, data) "
+               "VALUES ('u1', 'ann', '2026-01-01T00:00:00.000000Z', "
+               "'2026-01-01T00:00:00.000000Z', 1, '{\"userName\": \"ann\"}')")
+    db.commit()
+    assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+    db.close()
+    s = SqliteStorage(path, events=True)
+    try:
+        assert s.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+        assert (await s.get(USER_TYPE, "u1")).doc == {"userName": "ann"}
+        await s.create(USER_TYPE, {"userName": "bo"}, None)
+        assert [e.record["doc"]["userName"] for e in await s.read_events(10)] == ["bo"]
+    finally:
+        await s.close()

@@ -499,7 +499,8 @@ class SqliteStorage(WritePath):
                 self._mark_gap(cut, gone, "retention")
         # Give the pages the events held back to the file system (auto_vacuum=INCREMENTAL).
         if self.db.execute("PRAGMA freelist_count").fetchone()[0] > _FREE_PAGES_KEPT:
-            self.db.execute("PRAGMA incremental_vacuum").fetchall()
+            # sqlite3 steps a statement once per row; executescript runs it to the end.
+            self.db.executescript("PRAGMA incremental_vacuum")
         return gone
 
     async def lose_events(self, seqs: Collection[int], reason: str) -> int:

@@ -1,4 +1,4 @@
-"""The bootstrap snapshot, `tail`, the retention's gap and the signing key's rotation
+"""The bootstrap snapshot, the retention's gap and the signing key's rotation
 (scim_server/events/routes.py, keys.py), over HTTP."""
 
 from __future__ import annotations
@@ -6,12 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 
 import httpx
 import jwt
 import pytest
-from conftest import new_group, new_user, patch, wait_until
+from conftest import new_group, new_user, wait_until
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -51,35 +50,6 @@ def decode_proof(token: str, srv) -> dict:
     kid = jwt.get_unverified_header(token)["kid"]
     key = next(k for k in jwks.keys if k.key_id == kid)
     return jwt.decode(token, key, algorithms=["ES256"], options={"verify_aud": False})
-
-
-def test_tail_shows_the_backlog_and_follows_without_consuming(events_server):
-    srv = events_server
-    first = new_user(srv.scim)
-    lines: list[dict] = []
-
-    def follow():
-        with srv.events.stream("GET", "/events/tail", params={"follow": "1"}) as r:
-            for line in r.iter_lines():
-                if line:
-                    lines.append(json.loads(line))
-                if len(lines) == 3:
-                    return
-
-    watcher = threading.Thread(target=follow, daemon=True)
-    watcher.start()
-    wait_until(lambda: len(lines) == 1, what="the backlog shown")
-    second = new_user(srv.scim)
-    srv.drain()  # the receiver acknowledges at once: the watcher still sees every event
-    patch(srv.scim, f"/Users/{second['id']}", {"op": "add", "path": "title", "value": "t"})
-    watcher.join(timeout=20)
-    assert [c["sub_id"]["uri"] for c in lines] == [
-        f"/Users/{first['id']}", f"/Users/{second['id']}", f"/Users/{second['id']}"]
-    assert [int(c["txn"]) for c in lines] == sorted(int(c["txn"]) for c in lines)
-    # Watching consumed nothing: without a receiver, the backlog is still there.
-    r = srv.events.get("/events/tail")
-    assert r.status_code == 200 and r.text.count("\n") == 1  # the patch, not yet acked
-    assert srv.events.get("/events/tail", params={"after": "x"}).status_code == 400
 
 
 def test_a_receiver_behind_the_retention_is_told_to_resync(tmp_path):
