@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve test lint bench bench-operator client clean node-deps kube-bins image dev-cluster dev-cluster-down \
+.PHONY: demo serve test lint bench bench-events bench-operator client clean node-deps kube-bins image dev-cluster dev-cluster-down \
 	kind-up kind-down test-e2e
 
 $(STAMP): pyproject.toml client/pyproject.toml tests/conformance/package-lock.json
@@ -21,8 +21,9 @@ demo: $(STAMP) kube-bins  ## the whole system here: cluster with a real node, op
 serve: $(STAMP)  ## only the SCIM server on http://127.0.0.1:8080/scim/v2 (prints a token once)
 	$(BIN)/joyn-scim serve $(ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, and the layering in .importlinter
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: $(STAMP) lint kube-bins  ## the whole test suite: SCIM, conformance, Kubernetes on a real node
 	KUBE_BINS_DIR=$$(hack/kube/build.sh) TOOLS_BINS_DIR=$$(hack/tools/build.sh) \
@@ -75,6 +76,10 @@ bench: $(STAMP)  ## our server vs scim2-server 0.8.3, same ASGI server (needs wr
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/bench.py $(ARGS)
+
+bench-events: $(STAMP)  ## the event stream: write cost, poll drain, push, a 100,000-user initial cycle
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/events.py $(ARGS)
 
 bench-operator: $(STAMP) kube-bins  ## the operator with 500 tenants: cold start, idle, restart (ARGS="--baseline REF")
 	KUBE_BINS_DIR=$$(hack/kube/build.sh) $(BIN)/python bench/operator_scale.py $(ARGS)

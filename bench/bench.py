@@ -70,7 +70,8 @@ def wait_up(url: str, proc: subprocess.Popen) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def start_ours(workdir: Path, source: Path = ROOT, name: str = "joyn-scim") -> Target:
+def start_ours(workdir: Path, source: Path = ROOT, name: str = "joyn-scim",
+               extra_args: tuple[str, ...] = ()) -> Target:
     """Our server from `source` (this tree, or a baseline's worktree), data in `workdir`."""
     workdir.mkdir(exist_ok=True)
     token = secrets.token_urlsafe(32)
@@ -78,7 +79,8 @@ def start_ours(workdir: Path, source: Path = ROOT, name: str = "joyn-scim") -> T
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "scim_server", "serve", "--port", str(port), "--data-dir",
-         str(workdir), "--token-file", str(workdir / "token"), "--log-level", "warning"],
+         str(workdir), "--token-file", str(workdir / "token"), "--log-level", "warning",
+         *extra_args],
         cwd=source, env=source_env(source), stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     wait_up(f"http://127.0.0.1:{port}/healthz", proc)

@@ -83,7 +83,7 @@ class EventStream:
     # -- batches ----------------------------------------------------------------------------
 
     async def batch(self, limit: int = MAX_POLL_EVENTS) -> Delivery:
-        state = await self.storage.stream_state()
+        state = await self.storage.stream_state(counts=False)
         out: dict[str, str] = {}
         if state.gap:
             claims = sets.gap_claims(state, int(time.time()), self.issuer,
@@ -148,7 +148,7 @@ class EventStream:
         A jti acknowledged before is fine (a receiver retrying a poll whose answer it lost).
         `rejected` (RFC 8936 setErrs) are SETs the receiver could not accept: they are
         forgotten too, and the loss is a gap, so the receiver is told to resync."""
-        state = await self.storage.stream_state()
+        state = await self.storage.stream_state(counts=False)
         seqs, gaps, lost = [], [], []
         rejected = rejected or {}
         for value, into in [*((j, seqs) for j in jtis), *((j, lost) for j in rejected)]:

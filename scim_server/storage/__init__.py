@@ -94,7 +94,7 @@ class StreamState:
 
     stream: str  # this stream's id: part of every jti, so a jti names one stream only
     head: int  # the last seq ever recorded, 0 for none
-    backlog: int  # events recorded and not acknowledged
+    backlog: int | None  # events recorded and not acknowledged (None: not counted)
     oldest_iat: int | None  # iat of the oldest of them
     gap_through: int = 0
     gap_count: int = 0  # -1: unknown (changes made while recording was off)
@@ -162,7 +162,9 @@ class Storage(Protocol):
     async def lose_events(self, seqs: Collection[int], reason: str) -> int:
         """Forget these events undelivered (the receiver rejected them) and mark the gap."""
 
-    async def stream_state(self) -> StreamState: ...
+    async def stream_state(self, counts: bool = True) -> StreamState:
+        """Where the stream stands; `counts=False` leaves the backlog uncounted (delivery
+        needs the head and the gap on every batch, the count only for metrics)."""
 
     async def trim_events(self, max_age: float, max_count: int) -> int:
         """Discard unacknowledged events older than `max_age` seconds or beyond the newest

@@ -477,14 +477,16 @@ class SqliteStorage(WritePath):
                 "UPDATE event_stream SET gap_through = 0, gap_count = 0, gap_reason = NULL "
                 "WHERE gap_reason IS NOT NULL AND gap_through = ?", (through,)).rowcount > 0
 
-    async def stream_state(self) -> StreamState:
+    async def stream_state(self, counts: bool = True) -> StreamState:
         row = self.db.execute("SELECT stream, gap_through, gap_count, gap_reason "
                               "FROM event_stream").fetchone()
         if row is None:
             raise RuntimeError("the event stream is off")
-        backlog, oldest = self.db.execute(
-            "SELECT count(*), (SELECT iat FROM events ORDER BY seq LIMIT 1) FROM events"
-        ).fetchone()
+        backlog = oldest = None
+        if counts:
+            backlog, oldest = self.db.execute(
+                "SELECT count(*), (SELECT iat FROM events ORDER BY seq LIMIT 1) FROM events"
+            ).fetchone()
         return StreamState(row[0], self._head(), backlog, oldest, row[1], row[2], row[3])
 
     async def trim_events(self, max_age: float, max_count: int) -> int:
