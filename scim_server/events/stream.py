@@ -118,12 +118,10 @@ class EventStream:
         return sets.claims(event, stream, self.issuer, self.settings.audience)
 
     def _sign_all(self, stream: str, events: Iterable[Outboxed]) -> None:
-        generation = self._signed_generation
+        # A rotation meanwhile may leave SETs signed with the key it replaced: that key stays
+        # published for the overlap, and its end (a key change too) clears what was kept.
         for e in events:
-            token = self.keys.sign(orjson.dumps(self.claims(stream, e)))
-            if self._signed_generation != generation:  # the key changed meanwhile
-                return
-            self._signed[e.seq] = token
+            self._signed[e.seq] = self.keys.sign(orjson.dumps(self.claims(stream, e)))
 
     def _sign_ahead(self, stream: str, after: int) -> None:
         """Sign the next batch while the receiver handles this one."""
@@ -132,11 +130,14 @@ class EventStream:
             return
 
         async def ahead() -> None:
-            events = await self.storage.read_events(MAX_POLL_EVENTS, after)
-            todo = [e for e in events if e.seq not in self._signed]
-            if todo:
-                await asyncio.get_running_loop().run_in_executor(
-                    self._signer, self._sign_all, stream, todo)
+            try:
+                events = await self.storage.read_events(MAX_POLL_EVENTS, after)
+                todo = [e for e in events if e.seq not in self._signed]
+                if todo:
+                    await asyncio.get_running_loop().run_in_executor(
+                        self._signer, self._sign_all, stream, todo)
+            except Exception:  # only a head start: the next batch signs what it lacks
+                log.debug("signing ahead failed", exc_info=True)
 
         self._ahead = asyncio.ensure_future(ahead())
 

@@ -35,6 +35,9 @@ def test_entra_token_and_receiver_credential_open_only_their_own_endpoints(event
     assert httpx.get(srv.url + "/Users", headers=entra).status_code == 200
     assert srv.poll(returnImmediately=True).status_code == 200
     assert httpx.get(srv.root + "/events/jwks.json").status_code == 200  # public keys: no token
+    key = (srv.data_dir / "events-signing-key.pem").read_text()
+    for secret in (srv.token, srv.receiver_token, key.splitlines()[1]):
+        assert secret not in srv.logs() + httpx.get(srv.root + "/metrics").text
 
 
 def test_every_change_arrives_signed_in_order_until_acknowledged(events_server):
