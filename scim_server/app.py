@@ -37,6 +37,8 @@ def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
     svc = ScimService(settings)
     base = settings.base_path
     event_metrics = EventMetrics(metrics.registry) if events else None
+    receivers = TokenStore(list(events.settings.token_files), what="event receiver token") \
+        if events else None
 
     async def healthz(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
@@ -49,6 +51,10 @@ def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
             problems.append(f"database: {type(e).__name__}")
         if tokens.count == 0:
             problems.append("no bearer token configured")
+        if events and events.keys.signer() is None:
+            problems.append("no event signing key loaded")
+        if events and receivers.count == 0:
+            problems.append("no event receiver token configured")
         status = 503 if problems else 200
         return Response(orjson.dumps({"status": "ok" if not problems else "unavailable",
                                       "problems": problems}), status,
@@ -69,9 +75,7 @@ def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     if events:
-        probes += EventRoutes(events, TokenStore(list(events.settings.token_files),
-                                                 what="event receiver token"),
-                              event_metrics).routes()
+        probes += EventRoutes(events, receivers, event_metrics).routes()
     scim = Mount(base, routes=svc.routes())
     # Starlette tries routes in order: the SCIM mount first, as nearly every request is for it,
     # unless it is at the root, where it would take the probes' paths too.

@@ -8,7 +8,7 @@ import threading
 
 import httpx
 import pytest
-from conftest import GROUP, new_group, new_user, patch
+from conftest import GROUP, new_group, new_user, patch, wait_until
 
 from .conftest import decode
 
@@ -171,3 +171,32 @@ def test_without_the_stream_there_are_no_event_endpoints(server, client):
     r = httpx.post(server.root + "/events", json={})
     assert r.status_code == 404
     new_group(client, schemas=[GROUP])  # writes go on without an outbox
+
+
+def test_readiness_says_what_the_stream_lacks(tmp_path):
+    from conftest import write_token
+
+    from .conftest import start
+    bad_key = tmp_path / "key.pem"
+    bad_key.write_text("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+    srv = start(tmp_path / "srv", ["--events-signing-key-file", str(bad_key)])
+    try:
+        (srv.workdir / "receiver-token").write_text("")
+        wait_until(lambda: httpx.get(srv.root + "/readyz").json()["problems"] == [
+            "no event signing key loaded", "no event receiver token configured"],
+            what="not ready, saying why")
+        assert httpx.get(srv.root + "/readyz").status_code == 503
+        assert "event signing key file unusable" in srv.logs()
+        bad_key.write_text(_new_key_pem())
+        write_token(srv.workdir / "receiver-token")
+        wait_until(lambda: httpx.get(srv.root + "/readyz").status_code == 200, what="ready")
+    finally:
+        srv.stop()
+
+
+def _new_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    return ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode()
