@@ -44,20 +44,23 @@ def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     async def readyz(request: Request) -> Response:
-        problems = []
+        problems, warnings = [], []
         try:
             await svc.storage.ping()
         except Exception as e:  # any storage failure means "not ready"; the detail says which
             problems.append(f"database: {type(e).__name__}")
         if tokens.count == 0:
             problems.append("no bearer token configured")
+        # The stream's own gaps are said, not made unready: taking the pod out of the Service
+        # would stop Entra's provisioning too, and the events wait in the outbox meanwhile.
         if events and events.keys.signer() is None:
-            problems.append("no event signing key loaded")
+            warnings.append("no event signing key loaded")
         if events and receivers.count == 0:
-            problems.append("no event receiver token configured")
-        status = 503 if problems else 200
-        return Response(orjson.dumps({"status": "ok" if not problems else "unavailable",
-                                      "problems": problems}), status,
+            warnings.append("no event receiver token configured")
+        body = {"status": "ok" if not problems else "unavailable", "problems": problems}
+        if warnings:
+            body["warnings"] = warnings
+        return Response(orjson.dumps(body), 503 if problems else 200,
                         media_type="application/json")
 
     async def metrics_endpoint(request: Request) -> Response:

@@ -173,7 +173,7 @@ def test_without_the_stream_there_are_no_event_endpoints(server, client):
     new_group(client, schemas=[GROUP])  # writes go on without an outbox
 
 
-def test_readiness_says_what_the_stream_lacks(tmp_path):
+def test_readiness_says_what_the_stream_lacks_and_stays_ready_for_entra(tmp_path):
     from conftest import write_token
 
     from .conftest import start
@@ -182,14 +182,17 @@ def test_readiness_says_what_the_stream_lacks(tmp_path):
     srv = start(tmp_path / "srv", ["--events-signing-key-file", str(bad_key)])
     try:
         (srv.workdir / "receiver-token").write_text("")
-        wait_until(lambda: httpx.get(srv.root + "/readyz").json()["problems"] == [
+        wait_until(lambda: httpx.get(srv.root + "/readyz").json().get("warnings") == [
             "no event signing key loaded", "no event receiver token configured"],
-            what="not ready, saying why")
-        assert httpx.get(srv.root + "/readyz").status_code == 503
+            what="readiness saying what the stream lacks")
+        assert httpx.get(srv.root + "/readyz").status_code == 200
+        assert new_user(srv.scim)  # Entra's provisioning goes on; its events wait
         assert "event signing key file unusable" in srv.logs()
         bad_key.write_text(_new_key_pem())
         write_token(srv.workdir / "receiver-token")
-        wait_until(lambda: httpx.get(srv.root + "/readyz").status_code == 200, what="ready")
+        wait_until(lambda: "warnings" not in httpx.get(srv.root + "/readyz").json(),
+                   what="nothing lacking")
+        assert len(srv.poll(returnImmediately=True).json()["sets"]) == 1
     finally:
         srv.stop()
 
