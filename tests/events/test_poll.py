@@ -189,7 +189,7 @@ def test_readiness_says_what_the_stream_lacks_and_stays_ready_for_entra(tmp_path
         assert new_user(srv.scim)  # Entra's provisioning goes on; its events wait
         assert "event signing key file unusable" in srv.logs()
         bad_key.write_text(_new_key_pem())
-        write_token(srv.workdir / "receiver-token")
+        write_token(srv.workdir / "receiver-token", srv.receiver_token)
         wait_until(lambda: "warnings" not in httpx.get(srv.root + "/readyz").json(),
                    what="nothing lacking")
         assert len(srv.poll(returnImmediately=True).json()["sets"]) == 1
