@@ -3,7 +3,7 @@
 This is what the Joyn FSM application does with joyn_scim_events, in its smallest form: a Store
 with three methods, each one SQLite transaction, and a receiver that calls them.
 
-    python examples/events_mirror.py poll --server http://acme.tenants.svc:8080 \\
+    python examples/events_mirror.py poll --server http://acme-scim.customers.svc:8080 \\
         --token-file receiver-token --issuer https://acme.scim.example.com/scim/v2 --db mirror.db
     python examples/events_mirror.py push --listen 0.0.0.0:9000 (same options)
 

@@ -3,7 +3,7 @@ signed RFC 9967 Security Event Tokens, into the application's own store.
 
     from joyn_scim_events import EventServer, PollReceiver
 
-    server = EventServer("http://acme.tenants.svc:8080", token=receiver_token)
+    server = EventServer("http://acme-scim.customers.svc:8080", token=receiver_token)
     PollReceiver(server, issuer=tenant_url, store=my_store).run()
 
 `my_store` implements `Store` (position, apply, reset); see examples/events_mirror.py in the

@@ -23,12 +23,14 @@ class ServerError(Exception):
 
 
 class EventServer:
-    """One tenant's server, e.g. `http://acme.tenants.svc:8080` (its Service, not the Tenant
-    URL: the event endpoints are not behind the tenant's Ingress)."""
+    """One tenant's server, e.g. `http://acme-scim.tenants.svc:8080` (its Service, not the
+    Tenant URL: the event endpoints are not behind the tenant's Ingress)."""
 
     def __init__(self, url: str, token: str, http: httpx.Client | None = None,
                  timeout: float = 60.0) -> None:
-        self.url = url.rstrip("/")
+        # The server's address, or its poll endpoint as `kubectl joyn credentials --events`
+        # prints it (JOYN_EVENTS_URL): both name the same server.
+        self.url = url.rstrip("/").removesuffix("/events")
         self._auth = {"Authorization": f"Bearer {token}"}
         self.http = http or httpx.Client(timeout=timeout)
 

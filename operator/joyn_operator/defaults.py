@@ -8,6 +8,8 @@ tenants without an API server.
 
 from __future__ import annotations
 
+from scim_server.events import DEFAULT_AUDIENCE, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT
+
 # Keyed by the field's path under spec.
 SPEC_DEFAULTS: dict[str, object] = {
     "ingress.enabled": True,
@@ -21,6 +23,16 @@ SPEC_DEFAULTS: dict[str, object] = {
     "storage.deletionPolicy": "Retain",
     "server.logLevel": "info",
     "networkPolicy.enabled": True,
+    "events.enabled": False,
+    # The server's own defaults (scim_server/events), so a tenant's spec shows what it runs.
+    "events.audience": DEFAULT_AUDIENCE,
+    "events.retention.maxAge": DEFAULT_RETENTION,
+    "events.retention.maxEvents": DEFAULT_RETENTION_COUNT,
+    "events.push.authorizationSecretRef.key": "authorization",
+    # The application team deploys a new receiver token (days, like Entra's admin); a receiver
+    # only needs the previous public key until it has fetched the new JWKS (hours).
+    "events.previousTokenValidFor": "72h",
+    "events.previousSigningKeyValidFor": "24h",
 }
 
 # Not a CRD default, so that a tenant's stored spec does not pin today's figures: the

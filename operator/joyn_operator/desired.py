@@ -18,13 +18,26 @@ import jinja2
 import orjson
 import yaml
 
-from .keys import PREVIOUS_TOKEN_KEY, TOKEN_KEY, URL_KEY
+from .keys import PREVIOUS_SIGNING_KEYS_KEY, PREVIOUS_TOKEN_KEY, SIGNING_KEY_KEY, TOKEN_KEY, URL_KEY
 from .tenant import ResolvedTenant
 
 TOKEN_DIR = "/var/run/joyn-scim/token"  # noqa: S105 - a mount path
+EVENTS_TOKEN_DIR = "/var/run/joyn-scim/events-token"  # noqa: S105 - a mount path
+SIGNING_KEY_DIR = "/var/run/joyn-scim/events-signing-key"
+PUSH_AUTHORIZATION_DIR = "/var/run/joyn-scim/events-push"
+PUSH_AUTHORIZATION_KEY = "authorization"  # the file's name in that folder
 # What the templates know of the server's container, defined once.
 SERVER = {"port": 8080, "data_dir": "/data", "token_dir": TOKEN_DIR, "token_key": TOKEN_KEY,
-          "token_files": [f"{TOKEN_DIR}/{TOKEN_KEY}", f"{TOKEN_DIR}/{PREVIOUS_TOKEN_KEY}"]}
+          "token_files": [f"{TOKEN_DIR}/{TOKEN_KEY}", f"{TOKEN_DIR}/{PREVIOUS_TOKEN_KEY}"],
+          "events_token_dir": EVENTS_TOKEN_DIR,
+          "events_token_files": [f"{EVENTS_TOKEN_DIR}/{TOKEN_KEY}",
+                                 f"{EVENTS_TOKEN_DIR}/{PREVIOUS_TOKEN_KEY}"],
+          "signing_key_dir": SIGNING_KEY_DIR,
+          "signing_key_files": [f"{SIGNING_KEY_DIR}/{SIGNING_KEY_KEY}",
+                                f"{SIGNING_KEY_DIR}/{PREVIOUS_SIGNING_KEYS_KEY}"],
+          "push_authorization_dir": PUSH_AUTHORIZATION_DIR,
+          "push_authorization_key": PUSH_AUTHORIZATION_KEY,
+          "push_authorization_file": f"{PUSH_AUTHORIZATION_DIR}/{PUSH_AUTHORIZATION_KEY}"}
 CHILD_TEMPLATES = ("persistentvolumeclaim.yaml", "deployment.yaml", "service.yaml",
                    "ingress.yaml", "networkpolicy.yaml")  # in apply order
 # Characters YAML does not allow, or reads as line breaks, even inside a quoted scalar;
@@ -90,5 +103,14 @@ def token_secret(t: ResolvedTenant, tokens: dict[str, str], annotations: dict[st
     data = dict(tokens)
     if t.url:
         data[URL_KEY] = t.url
+    return generated_secret(t, t.names.secret, data, annotations)
+
+
+def generated_secret(t: ResolvedTenant, name: str, data: dict[str, str],
+                     annotations: dict[str, str]) -> dict:
+    """A Secret the operator generates (the token's, the event stream's receiver token and
+    signing keys), named `name`, holding `data` (TokenState.data, carried over from the
+    existing Secret, so reconciles never change it) and its lifecycle `annotations`. Owned by
+    the tenant only with deletionPolicy Delete, like the data it protects."""
     encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
-    return render("secret.yaml", t=t, data=encoded, annotations=annotations)
+    return render("secret.yaml", t=t, name=name, data=encoded, annotations=annotations)

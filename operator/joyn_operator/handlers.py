@@ -2,9 +2,10 @@
 
 Triggers: tenant create / resume / update, any event of a labelled child (a deletion or a hand
 edit is repaired, a child's status change updates the tenant's conditions), a periodic resync,
-and a wake-up at each previous token's deadline. No timers or daemons (kopf would put a
-finalizer on every tenant for them, and namespace deletion would hang whenever the operator is
-down) and no delete handler: ownerReferences and the garbage collector remove the children.
+and a wake-up at each previous token's (or event signing key's) deadline. No timers or daemons
+(kopf would put a finalizer on every tenant for them, and namespace deletion would hang
+whenever the operator is down) and no delete handler: ownerReferences and the garbage
+collector remove the children.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from .config import is_glob, metrics_host_port
 from .keys import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from .kube import path
 from .reconcile import Claim, reconcile
+from .status import next_deadline
 from .tenant import ResolvedTenant, references, resolve
-from .tokens import Event, parse_time
+from .tokens import Event
 
 log = logging.getLogger("joyn_operator")
 CHILD_LABELS = {MANAGED_BY_LABEL: MANAGED_BY}
@@ -80,12 +82,12 @@ async def _reconcile_once(body: dict, key: tuple[str, str], memo: kopf.Memo) -> 
 
 
 def _schedule_deadline(key: tuple[str, str], status: dict, memo: kopf.Memo) -> None:
-    """Wake up when the previous token expires, so it is dropped on time. A tenant that is
-    gone (empty status) or has no previous token keeps no task."""
+    """Wake up when a previous token or signing key expires, so it is dropped on time. A
+    tenant that is gone (empty status) or has no previous one keeps no task."""
     old = memo.deadlines.pop(key, None)
     if old:
         old.cancel()
-    until = parse_time((status.get("token") or {}).get("previousValidUntil"))
+    until = next_deadline(status)
     if until is None:
         return
     delay = max((until - datetime.now(UTC)).total_seconds(), 0) + 1
@@ -221,8 +223,8 @@ async def _reconcile_all(keys, memo: kopf.Memo) -> None:
 @kopf.on.event("", "v1", "secrets")
 async def referenced_secret(event: dict, memo: kopf.Memo, tenant_refs: kopf.Index,
                             **_) -> None:
-    """A bring-your-own token Secret or a TLS Secret appeared, changed or went. (Other
-    Secrets are not kept: the operator reads none of them.)"""
+    """A bring-your-own token Secret, a TLS Secret or an event push authorization Secret
+    appeared, changed or went. (Other Secrets are not kept: the operator reads none of them.)"""
     meta = (event.get("object") or {}).get("metadata") or {}
     tenants = tenant_refs.get(("Secret", meta.get("namespace"), meta.get("name")), ())
     if tenants:

@@ -26,8 +26,14 @@ ROTATE_ANNOTATION = f"{GROUP}/rotate-token"  # a new value: rotate the token onc
 ROTATE_OVERLAP_ANNOTATION = f"{GROUP}/rotate-token-overlap"
 # A new value: the person has handed the replaced token over (after its Secret was deleted).
 REPLACED_ACK_ANNOTATION = f"{GROUP}/acknowledge-token-replaced"
+# The event stream's two credentials rotate like the token, each by its own pair.
+ROTATE_EVENTS_TOKEN_ANNOTATION = f"{GROUP}/rotate-events-token"
+ROTATE_EVENTS_TOKEN_OVERLAP_ANNOTATION = f"{GROUP}/rotate-events-token-overlap"
+ROTATE_SIGNING_KEY_ANNOTATION = f"{GROUP}/rotate-events-signing-key"
+ROTATE_SIGNING_KEY_OVERLAP_ANNOTATION = f"{GROUP}/rotate-events-signing-key-overlap"
 
-# Annotations the operator keeps on the token Secret: the token's lifecycle state.
+# Annotations the operator keeps on each Secret it generates (the token's, and the event
+# stream's two): the credential's lifecycle state.
 ISSUED_AT = f"{GROUP}/issued-at"
 ROTATED_AT = f"{GROUP}/rotated-at"
 PREVIOUS_VALID_UNTIL = f"{GROUP}/previous-valid-until"
@@ -42,6 +48,10 @@ DESIRED_DIGEST = f"{GROUP}/desired-digest"
 TOKEN_KEY = "token"  # noqa: S105 - a key name
 PREVIOUS_TOKEN_KEY = "previous-token"  # noqa: S105 - a key name
 URL_KEY = "url"
+# Keys of the event signing-key Secret (the receiver-credential Secret uses the two above):
+# the private key that signs (PKCS#8 PEM) and the public keys still published (SPKI PEM).
+SIGNING_KEY_KEY = "signing-key.pem"
+PREVIOUS_SIGNING_KEYS_KEY = "previous-signing-keys.pem"
 
 # cert-manager's ingress-shim annotations.
 CLUSTER_ISSUER_ANNOTATION = "cert-manager.io/cluster-issuer"

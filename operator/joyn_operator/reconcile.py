@@ -1,4 +1,4 @@
-"""The one idempotent reconcile of a tenant: token Secret, children, status.
+"""The one idempotent reconcile of a tenant: generated Secrets, children, status.
 
 Side effects live here. The tenant is resolved once (tenant.py); what its children, token and
 status should be is computed by the pure functions in desired.py, tokens.py and status.py.
@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from . import KIND
+from .activity import EVENTS_OBSERVED
 from .config import OperatorConfig
-from .desired import children, token_secret
-from .keys import DESIRED_DIGEST
+from .desired import children, generated_secret, token_secret
+from .keys import DESIRED_DIGEST, SIGNING_KEY_KEY, TOKEN_KEY
 from .kube import FIELD_MANAGER, Kube, KubeError, path, secret_data
 from .status import Observed, conditions, merge_patch
-from .tenant import Names, ResolvedTenant, resolve
-from .tokens import Event, TokenState, fmt, next_state
+from .tenant import Names, ResolvedTenant, Rotation, resolve
+from .tokens import EVENTS_TOKEN, SIGNING_KEY, TOKEN, Event, Kind, TokenState, fmt, next_state
 
 OTHER_STATUS = frozenset({"kopf", "activity"})  # status keys a reconcile leaves alone
 RECREATABLE = frozenset({"Deployment", "Service", "Ingress", "NetworkPolicy"})
@@ -157,42 +158,29 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
     old_status = body.get("status") or {}
     conflicts: list[str] = []
     apply_errors: list[str] = []
-    transient: KubeError | None = None
 
-    # -- the token ------------------------------------------------------------------------------
-    secret = await kube.get(path("Secret", t.namespace, t.token.secret_name))
+    # -- the generated credentials: the token, and the event stream's two ----------------------
+    creds = _Credentials(t, body, kube, emit, now, conflicts, apply_errors)
+    secret = None
     state: TokenState | None = None
     if not t.token.own:
+        secret = await kube.get(path("Secret", t.namespace, t.token.secret_name))
         token_present = bool(secret_data(secret).get(t.token.key, "").strip())
-    elif secret is not None and not _ours(secret, t):
-        # Never overwrite somebody's Secret, and never run a server on a token we did not make.
-        conflicts.append(f"Secret {t.names.secret} exists and was not created by the operator")
-        token_present = False
     else:
-        existing = TokenState.from_secret(secret_data(secret),
-                                          (secret or {}).get("metadata", {}).get("annotations")
-                                          or {}, now)
-        state = existing
-        if not t.paused:
-            # The tenant had a token (its status says so) whose Secret is gone: Entra holds it.
-            lost = existing is None and "token" in old_status
-            state, events = next_state(existing, t.rotation.request, t.rotation.overlap,
-                                       now, lost=lost, acknowledge=t.replaced_ack,
-                                       refuse=t.rotation.invalid)
-            try:
-                wanted_secret = _stamped(token_secret(t, state.data(), state.annotations()))
-                if not _current(secret, wanted_secret):
-                    await kube.apply(wanted_secret)
-            except KubeError as e:
-                state = existing  # nothing changed; whatever the events said did not happen
-                events = []
-                if e.status in (400, 403, 422):
-                    apply_errors.append(str(e))
-                else:
-                    transient = e
-            for e in events:
-                await emit(body, e)
+        # The tenant had a token (its status says so) whose Secret is gone: Entra holds it.
+        state = await creds.keep(TOKEN, t.names.secret, t.rotation, had="token" in old_status,
+                                 acknowledge=t.replaced_ack)
         token_present = state is not None
+    receiver = signing = None
+    push_missing = None
+    if t.events:
+        had = old_status.get("events") or {}
+        receiver = await creds.keep(EVENTS_TOKEN, t.events.token_secret,
+                                    t.events.token_rotation, had="receiverToken" in had)
+        signing = await creds.keep(SIGNING_KEY, t.events.signing_key_secret,
+                                   t.events.key_rotation, had="signingKey" in had)
+        push_missing = await _push_authorization_missing(t, kube)
+    transient = creds.transient
 
     # -- the children ---------------------------------------------------------------------------
     applied: dict[str, dict] = {}
@@ -247,7 +235,8 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
                             f"{t.ingress.host}{t.ingress.path} is served by tenant "
                             f"{rival.namespace}/{rival.name}, which claimed it first; this "
                             "tenant gets no Ingress until the host or path differs"),
-                        token_replaced_at=state.replaced_at if state else None)
+                        token_replaced_at=state.replaced_at if state else None,
+                        events_problem=push_missing)
     previous_until = state.previous_valid_until if state else None
     status: dict = {
         "observedGeneration": t.generation,
@@ -260,11 +249,17 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
     if t.url:
         status["url"] = t.url
     if state:
-        status["token"] = {k: v for k, v in (
-            ("issuedAt", fmt(state.issued_at)), ("rotatedAt", fmt(state.rotated_at)),
-            ("previousValidUntil", fmt(previous_until)),
-            ("previousTokens", len(state.previous) or None),
-            ("replacedAt", fmt(state.replaced_at))) if v}
+        status["token"] = {**_lifecycle(state, "previousTokens"),
+                           **({"replacedAt": fmt(state.replaced_at)} if state.replaced_at
+                              else {})}
+    if t.events:
+        # What the reconcile knows of the stream; activity.py adds what the server reports.
+        status["events"] = {
+            "enabled": True, "delivery": "push" if t.events.push else "poll",
+            "receiverSecretRef": {"name": t.events.token_secret, "key": TOKEN_KEY},
+            "signingKeySecretRef": {"name": t.events.signing_key_secret, "key": SIGNING_KEY_KEY},
+            **({"receiverToken": _lifecycle(receiver, "previousTokens")} if receiver else {}),
+            **({"signingKey": _lifecycle(signing, "previousKeys")} if signing else {})}
     was_paused = {c["type"]: c["status"] for c in old_status.get("conditions") or []
                   }.get("Paused") == "True"
     if t.paused and old_status.get("conditions") and not was_paused:
@@ -272,9 +267,12 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
     elif not t.paused and was_paused:
         await emit(body, Event("Resumed", "Reconciliation of this tenant's children resumed"))
     # kopf keeps its own progress under status.kopf, and the activity poll (activity.py) its
-    # figures under status.activity; the rest is ours, patched to exactly `status` and not
-    # written at all when nothing changed.
-    patch = merge_patch({k: v for k, v in old_status.items() if k not in OTHER_STATUS}, status)
+    # figures under status.activity and (while the stream is on) status.events; the rest is
+    # ours, patched to exactly `status` and not written at all when nothing changed.
+    ours = {k: v for k, v in old_status.items() if k not in OTHER_STATUS}
+    if t.events and isinstance(ours.get("events"), dict):
+        ours["events"] = {k: v for k, v in ours["events"].items() if k not in EVENTS_OBSERVED}
+    patch = merge_patch(ours, status)
     if patch:
         await kube.patch_status(KIND, t.namespace, t.name, patch)
         log.info("status written", extra={"tenant": f"{t.namespace}/{t.name}",
@@ -284,6 +282,81 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
     if transient is not None:
         raise transient  # after the status says what failed: kopf retries with its back-off
     return status
+
+
+def _lifecycle(state: TokenState, count: str) -> dict:
+    """A generated credential's timestamps for status (never the credential itself)."""
+    return {k: v for k, v in (
+        ("issuedAt", fmt(state.issued_at)), ("rotatedAt", fmt(state.rotated_at)),
+        ("previousValidUntil", fmt(state.previous_valid_until)),
+        (count, len(state.previous) or None)) if v}
+
+
+class _Credentials:
+    """Keeps the Secrets the operator generates for one reconcile, collecting what goes wrong
+    into the reconcile's lists (a name taken, a refused apply, a transient error)."""
+
+    def __init__(self, t: ResolvedTenant, body: dict, kube: Kube, emit: EmitFn, now: datetime,
+                 conflicts: list[str], apply_errors: list[str]) -> None:
+        self.t, self.body, self.kube, self.emit, self.now = t, body, kube, emit, now
+        self.conflicts, self.apply_errors = conflicts, apply_errors
+        self.transient: KubeError | None = None
+
+    async def keep(self, kind: Kind, name: str, rotation: Rotation, had: bool,
+                   acknowledge: str | None = None) -> TokenState | None:
+        """The credential in Secret `name`: made once, rotated on request, carried over
+        otherwise (tokens.next_state). `had`: status says the tenant had one, so a missing
+        Secret was deleted. None when there is none, or the name is somebody else's."""
+        t = self.t
+        secret = await self.kube.get(path("Secret", t.namespace, name))
+        if secret is not None and not _ours(secret, t):
+            # Never overwrite somebody's Secret, and never run a server on a credential we did
+            # not make.
+            self.conflicts.append(f"Secret {name} exists and was not created by the operator")
+            return None
+        existing = TokenState.from_secret(
+            secret_data(secret), (secret or {}).get("metadata", {}).get("annotations") or {},
+            self.now, kind)
+        if t.paused:
+            return existing
+        state, events = next_state(existing, rotation.request, rotation.overlap, self.now,
+                                   kind=kind, lost=existing is None and had,
+                                   acknowledge=acknowledge, refuse=rotation.invalid)
+        try:
+            data = state.data()
+            wanted = _stamped(token_secret(t, data, state.annotations()) if kind is TOKEN else
+                              generated_secret(t, name, data, state.annotations()))
+            if not _current(secret, wanted):
+                await self.kube.apply(wanted)
+        except KubeError as e:
+            state = existing  # nothing changed; whatever the events said did not happen
+            events = []
+            if e.status in (400, 403, 422):
+                self.apply_errors.append(str(e))
+            else:
+                self.transient = self.transient or e
+        for e in events:
+            await self.emit(self.body, e)
+        return state
+
+
+async def _push_authorization_missing(t: ResolvedTenant, kube: Kube) -> tuple[str, str] | None:
+    """Why events cannot be pushed with the receiver's Authorization header, if they cannot:
+    its Secret (spec.events.push.authorizationSecretRef) or key is missing. Only its presence
+    is read; the value is the receiver's."""
+    if not (t.events and t.events.push and t.events.push.authorization):
+        return None
+    name, key = t.events.push.authorization
+    secret = await kube.get(path("Secret", t.namespace, name))
+    if secret is None:
+        return ("EventsPushAuthorizationMissing", f"Secret {name} (spec.events.push."
+                "authorizationSecretRef) does not exist: events are pushed without the "
+                "receiver's Authorization header until it does")
+    if not secret_data(secret).get(key, "").strip():
+        return ("EventsPushAuthorizationMissing", f"Secret {name} has no key {key!r}, or it "
+                "is empty (spec.events.push.authorizationSecretRef): events are pushed without "
+                "the receiver's Authorization header until it has")
+    return None
 
 
 def _missing_token(t: ResolvedTenant, secret: dict | None) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .keys import PAUSED_ANNOTATION, REPLACED_ACK_ANNOTATION
-from .tokens import fmt
+from .tokens import fmt, parse_time
 
 FAILING_WAIT_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName",
                                   "CrashLoopBackOff", "CreateContainerConfigError",
@@ -36,6 +36,9 @@ class Observed:
     conflicts: list[str] = field(default_factory=list)  # names taken by objects not ours
     host_conflict: str | None = None  # an older tenant serves the same host and path
     token_replaced_at: datetime | None = None  # a deleted Secret forced a new token then
+    # (reason, message) of an event stream problem: Degraded, while Ready (Entra is served)
+    # stays as it is.
+    events_problem: tuple[str, str] | None = None
 
 
 def _cond(type_: str, ok: bool, reason: str, message: str) -> dict:
@@ -100,6 +103,15 @@ def _ingress(o: Observed) -> dict:
     return _cond("IngressReady", True, "IngressReady", f"Serving {o.url}")
 
 
+def next_deadline(status: dict) -> datetime | None:
+    """When the earliest previous credential of a tenant (its token, the event receiver's
+    token, a previous signing key) stops being accepted or published, from its status."""
+    events = status.get("events") or {}
+    times = [parse_time((part or {}).get("previousValidUntil")) for part in (
+        status.get("token"), events.get("receiverToken"), events.get("signingKey"))]
+    return min((t for t in times if t), default=None)
+
+
 def merge_patch(old: dict, new: dict) -> dict:
     """The JSON merge patch (RFC 7386) that turns `old` into `new`, {} when they are equal. A
     key `new` lacks is set to null at any depth: a merge patch that leaves a key out keeps it
@@ -139,6 +151,8 @@ def conditions(o: Observed, *, paused: bool, previous_valid_until: datetime | No
         degraded = _cond("Degraded", True, failure[0], failure[1])
     elif o.pvc is not None and pvc_phase == "Lost":
         degraded = _cond("Degraded", True, "VolumeLost", "The data volume claim is Lost")
+    elif o.events_problem:
+        degraded = _cond("Degraded", True, *o.events_problem)
     else:
         degraded = _cond("Degraded", False, "AsExpected", "No failure observed")
 

@@ -29,7 +29,11 @@ from .keys import (
     PAUSED_ANNOTATION,
     REPLACED_ACK_ANNOTATION,
     ROTATE_ANNOTATION,
+    ROTATE_EVENTS_TOKEN_ANNOTATION,
+    ROTATE_EVENTS_TOKEN_OVERLAP_ANNOTATION,
     ROTATE_OVERLAP_ANNOTATION,
+    ROTATE_SIGNING_KEY_ANNOTATION,
+    ROTATE_SIGNING_KEY_OVERLAP_ANNOTATION,
     SERVER_COMPONENT,
     TOKEN_KEY,
 )
@@ -46,12 +50,18 @@ class Names:
     pvc: str
     secret: str
     tls: str
+    # The event stream's credentials, apart on purpose: the application team is given the
+    # receiver's token, and nobody but the server ever reads the signing key.
+    events_token: str
+    signing_key: str
 
     @classmethod
     def of(cls, tenant: str) -> Names:
         base = f"{tenant}-scim"
         return cls(deployment=base, service=base, ingress=base, network_policy=base,
-                   pvc=f"{base}-data", secret=f"{base}-token", tls=f"{tenant}-tls")
+                   pvc=f"{base}-data", secret=f"{base}-token", tls=f"{tenant}-tls",
+                   events_token=f"{base}-events-token",
+                   signing_key=f"{base}-events-signing-key")
 
     def of_kind(self, kind: str) -> str:
         return {"Deployment": self.deployment, "Service": self.service, "Ingress": self.ingress,
@@ -134,17 +144,41 @@ class Rotation:
     invalid: str | None = None
 
     @classmethod
-    def of(cls, annotations: dict[str, str], spec_overlap: timedelta) -> Rotation:
-        text = annotations.get(ROTATE_OVERLAP_ANNOTATION)
-        request = annotations.get(ROTATE_ANNOTATION)
+    def of(cls, annotations: dict[str, str], spec_overlap: timedelta,
+           request_key: str = ROTATE_ANNOTATION, overlap_key: str = ROTATE_OVERLAP_ANNOTATION,
+           what: str = "token") -> Rotation:
+        text = annotations.get(overlap_key)
+        request = annotations.get(request_key)
         if text is None:
             return cls(request, spec_overlap)
         try:
             return cls(request, parse_duration(text.strip()))
         except ValueError:
             return cls(request, spec_overlap,
-                       f"The annotation {ROTATE_OVERLAP_ANNOTATION}={text[:40]!r} is not a "
-                       "duration such as 24h or 90m; the token was not rotated")
+                       f"The annotation {overlap_key}={text[:40]!r} is not a "
+                       f"duration such as 24h or 90m; the {what} was not rotated")
+
+
+@dataclass(frozen=True)
+class Push:
+    url: str
+    authorization: tuple[str, str] | None  # (Secret, key) holding the Authorization value
+
+
+@dataclass(frozen=True)
+class Events:
+    """spec.events when enabled: the server's stream settings, where its two credentials
+    live, their rotation requests, and who may poll it."""
+
+    audience: str
+    retention: str  # a duration as the server reads it (336h)
+    retention_count: int
+    push: Push | None  # None: the application polls
+    receivers: tuple[dict, ...]  # NetworkPolicy peers admitted to the server's port
+    token_secret: str
+    signing_key_secret: str
+    token_rotation: Rotation
+    key_rotation: Rotation
 
 
 @dataclass(frozen=True)
@@ -168,6 +202,7 @@ class ResolvedTenant:
     admitted_namespaces: tuple[str, ...]  # by the NetworkPolicy; empty: no NetworkPolicy
     # The operator's own pods, also admitted (to read /metrics): (namespace, pod labels).
     admitted_operator: tuple[str, dict[str, str]] | None
+    events: Events | None = None  # None: spec.events.enabled is false
 
     @property
     def pod_selector(self) -> str:
@@ -184,6 +219,8 @@ def references(t: ResolvedTenant) -> list[tuple[str, str, str]]:
         out.append(("Secret", t.namespace, t.ingress.tls.secret_name))
     if t.ingress.managed and t.ingress.class_name:
         out.append(("IngressClass", "", t.ingress.class_name))
+    if t.events and t.events.push and t.events.push.authorization:
+        out.append(("Secret", t.namespace, t.events.push.authorization[0]))
     return out
 
 
@@ -237,7 +274,33 @@ def resolve(body: dict, cfg: OperatorConfig) -> ResolvedTenant:
         admitted_namespaces=admitted,
         admitted_operator=(cfg.pod_namespace, cfg.pod_labels)
         if admitted and cfg.pod_namespace and cfg.pod_labels else None,
+        events=_events(spec, names, annotations) if spec_value(spec, "events.enabled") else None,
     )
+
+
+def _events(spec: dict, names: Names, annotations: dict[str, str]) -> Events:
+    push = None
+    if spec_value(spec, "events.push.url"):
+        ref = spec_value(spec, "events.push.authorizationSecretRef")
+        push = Push(url=spec_value(spec, "events.push.url"),
+                    authorization=(ref["name"], spec_value(
+                        spec, "events.push.authorizationSecretRef.key")) if ref else None)
+    receivers = tuple({k: r[k] for k in ("namespaceSelector", "podSelector") if k in r}
+                      for r in spec_value(spec, "events.receivers") or ())
+    return Events(
+        audience=spec_value(spec, "events.audience"),
+        retention=spec_value(spec, "events.retention.maxAge"),
+        retention_count=int(spec_value(spec, "events.retention.maxEvents")),
+        push=push, receivers=receivers,
+        token_secret=names.events_token, signing_key_secret=names.signing_key,
+        token_rotation=Rotation.of(
+            annotations, parse_duration(spec_value(spec, "events.previousTokenValidFor")),
+            ROTATE_EVENTS_TOKEN_ANNOTATION, ROTATE_EVENTS_TOKEN_OVERLAP_ANNOTATION,
+            "event receiver token"),
+        key_rotation=Rotation.of(
+            annotations, parse_duration(spec_value(spec, "events.previousSigningKeyValidFor")),
+            ROTATE_SIGNING_KEY_ANNOTATION, ROTATE_SIGNING_KEY_OVERLAP_ANNOTATION,
+            "event signing key"))
 
 
 def _ingress(spec: dict, name: str, names: Names, labels: dict[str, str],

@@ -59,9 +59,14 @@ def _load(block: bytes) -> SigningKey:
     return SigningKey(key, key.thumbprint(), _ALG[crv], private)
 
 
+def pem_blocks(data: bytes) -> list[bytes]:
+    """The PEM blocks of a file, in order (the operator writes the Secret's files with it)."""
+    return [m.group(0) for m in _PEM_BLOCK.finditer(data)]
+
+
 def parse_keys(data: bytes) -> tuple[SigningKey, ...]:
     """Every key in a PEM file, in order; ValueError for a file with none or a bad one."""
-    blocks = [m.group(0) for m in _PEM_BLOCK.finditer(data)]
+    blocks = pem_blocks(data)
     if data.strip() and not blocks:
         raise ValueError("no PEM block")
     return tuple(_load(b) for b in blocks)

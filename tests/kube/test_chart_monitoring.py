@@ -21,7 +21,8 @@ from joyn_operator import metrics as operator_metrics
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from scim_server.metrics import Metrics
+from scim_server.metrics import EventMetrics, Metrics
+from scim_server.storage import StreamState
 
 from .conftest import CHART
 from .test_chart import docs, find
@@ -112,6 +113,10 @@ def label_sets():
     server = Metrics()
     server.observe("GET", "Users", 401, 0.001)
     server.observe("GET", "other", 401, 0.001)
+    stream = EventMetrics(server.registry)  # a server with its event stream on
+    stream.observe(StreamState(stream="s1", head=5, backlog=5, oldest_iat=int(time.time()),
+                               gap_through=4))
+    stream.push_failed("timeout", time.time())
     server_text = generate_latest(server.registry).decode()
     return op_text, server_text
 
@@ -137,9 +142,8 @@ def test_alerts_fire_on_what_they_promise_and_not_otherwise(helm, monitoring_bin
                   "container": "scim-server", "endpoint": "http", "instance": "10.0.0.9:8080",
                   "tenant": "acme"}
 
-    def server_series(**match: str) -> str:
-        return series({**exported(server_text, "scim_requests_total", **match), **pod_target},
-                      "scim_requests_total")
+    def server_series(name: str = "scim_requests_total", **match: str) -> str:
+        return series({**exported(server_text, name, **match), **pod_target}, name)
 
     def alert(name: str, labels: dict[str, str], **annotations: str) -> dict:
         """One firing alert: the labels its expression keeps plus the rule's, and the rule's
@@ -165,6 +169,19 @@ def test_alerts_fire_on_what_they_promise_and_not_otherwise(helm, monitoring_bin
                        "cannot provision into it."}
     token_text = {"summary": "The previous token of tenant customers/acme stops working soon."}
     burst_text = {"summary": "Tenant customers/acme answers many requests with 401."}
+    oldest = server_series("scim_events_oldest_unacked_age_seconds")
+    failing = server_series("scim_events_push_failing_since_timestamp_seconds")
+    resync = server_series("scim_events_resync_required")
+    unacked_text = {
+        "summary": "The event stream of tenant customers/acme has events unacknowledged for "
+                   "over 30 minutes.",
+        "description": "The Joyn FSM application is not receiving this customer's user "
+                       "changes; kubectl get jst acme -n customers -o jsonpath={.status.events} "
+                       "shows the backlog and the last delivery."}
+    push_text = {"summary": "Pushing events of tenant customers/acme has failed for over 15 "
+                            "minutes."}
+    resync_text = {"summary": "The event receiver of tenant customers/acme must resync from a "
+                              "snapshot."}
 
     tests = [
         # The operator: no `up`, or up == 0, for 5 minutes.
@@ -209,6 +226,31 @@ def test_alerts_fire_on_what_they_promise_and_not_otherwise(helm, monitoring_bin
                           {"series": other_401, "values": "0 50 100 150 200"}],
          "alert_rule_test": [
             {"eval_time": "4m", "alertname": "JoynScimUnauthorizedBurst", "exp_alerts": []}]},
+        # An event waiting over 30 minutes (its age grows a minute a minute), for 5 minutes.
+        {"input_series": [{"series": oldest, "values": "0+60x50"}], "alert_rule_test": [
+            {"eval_time": "34m", "alertname": "JoynScimEventsNotAcknowledged", "exp_alerts": []},
+            {"eval_time": "36m", "alertname": "JoynScimEventsNotAcknowledged",
+             "exp_alerts": [alert("JoynScimEventsNotAcknowledged", tenant, **unacked_text)]}]},
+        # A receiver that keeps up: events a few seconds old, however many.
+        {"input_series": [{"series": oldest, "values": "0 5 2 0 3x46"}], "alert_rule_test": [
+            {"eval_time": "50m", "alertname": "JoynScimEventsNotAcknowledged",
+             "exp_alerts": []}]},
+        # Push failing since 60 s into the test: 15 minutes later, not before.
+        {"input_series": [{"series": failing, "values": "0 60x30"}], "alert_rule_test": [
+            {"eval_time": "15m", "alertname": "JoynScimEventsPushFailing", "exp_alerts": []},
+            {"eval_time": "17m", "alertname": "JoynScimEventsPushFailing",
+             "exp_alerts": [alert("JoynScimEventsPushFailing", tenant, **push_text)]}]},
+        # Push that works (0: not failing), or poll: no alert, ever.
+        {"input_series": [{"series": failing, "values": "0x40"}], "alert_rule_test": [
+            {"eval_time": "40m", "alertname": "JoynScimEventsPushFailing", "exp_alerts": []}]},
+        # A resync required for 15 minutes; one the receiver does at once is no alert.
+        {"input_series": [{"series": resync, "values": "1x20"}], "alert_rule_test": [
+            {"eval_time": "14m", "alertname": "JoynScimEventsResyncRequired", "exp_alerts": []},
+            {"eval_time": "16m", "alertname": "JoynScimEventsResyncRequired",
+             "exp_alerts": [alert("JoynScimEventsResyncRequired", tenant, **resync_text)]}]},
+        {"input_series": [{"series": resync, "values": "1 1 0x20"}], "alert_rule_test": [
+            {"eval_time": "16m", "alertname": "JoynScimEventsResyncRequired",
+             "exp_alerts": []}]},
     ]
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule["spec"]))
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump({

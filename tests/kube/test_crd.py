@@ -33,6 +33,11 @@ def test_minimal_tenant_gets_defaults(kube, tenants):
     assert spec["storage"] == {"size": "1Gi", "deletionPolicy": "Retain"}
     assert spec["server"] == {"logLevel": "info"}
     assert spec["networkPolicy"] == {"enabled": True}
+    # The event stream is off, with the server's own defaults shown (scim_server/events).
+    assert spec["events"] == {"enabled": False, "audience": "joyn-fsm",
+                              "retention": {"maxAge": "336h", "maxEvents": 1000000},
+                              "previousTokenValidFor": "72h",
+                              "previousSigningKeyValidFor": "24h"}
 
 
 def test_full_tenant_is_accepted_and_unknown_fields_pruned(kube, tenants):
@@ -47,11 +52,24 @@ def test_full_tenant_is_accepted_and_unknown_fields_pruned(kube, tenants):
                 "nodeSelector": {"pool": "apps"},
                 "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}],
                 "affinity": {"nodeAffinity": {"x": 1}}, "podAnnotations": {"p": "q"}},
+        events={"enabled": True, "audience": "fsm-prod",
+                "retention": {"maxAge": "48h", "maxEvents": 5000},
+                "push": {"url": "https://fsm.example.com/scim-events?tenant=acme",
+                         "authorizationSecretRef": {"name": "fsm-push"}},
+                "receivers": [
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "fsm"}},
+                     "podSelector": {"matchExpressions": [
+                         {"key": "app", "operator": "In", "values": ["fsm-api"]}]}},
+                    {"podSelector": {"matchLabels": {"app": "fsm-sync"}}}],
+                "previousTokenValidFor": "24h", "previousSigningKeyValidFor": "1h"},
         bogus="dropped")
     r = kube.create(tenants, body)
     assert r.status_code == 201, r.text
     spec = r.json()["spec"]
     assert "bogus" not in spec
+    assert spec["events"]["push"]["authorizationSecretRef"] == {"name": "fsm-push",
+                                                               "key": "authorization"}
+    assert spec["events"]["receivers"] == body["spec"]["events"]["receivers"]
     assert spec["ingress"]["tls"]["issuerRef"] == {
         "name": "letsencrypt", "kind": "ClusterIssuer", "group": "cert-manager.io"}
     assert spec["server"]["affinity"] == {"nodeAffinity": {"x": 1}}
@@ -83,6 +101,28 @@ def test_full_tenant_is_accepted_and_unknown_fields_pruned(kube, tenants):
      "spec.storage.storageClassName"),
     ("bad-ingress-ns", {"networkPolicy": {"ingressNamespace": "ingress.nginx"}},
      "spec.networkPolicy.ingressNamespace"),
+    # The event stream: what the server or a NetworkPolicy could not use, said in words.
+    ("push-ftp", {"events": {"push": {"url": "ftp://fsm.example.com/in"}}},
+     "events.push.url must be an http:// or https:// URL"),
+    ("push-userinfo", {"events": {"push": {"url": "https://fsm:s3cret@fsm.example.com/in"}}},
+     "no user:password@"),
+    ("push-no-host", {"events": {"push": {"url": "https:///in"}}}, "with a host"),
+    ("push-no-url", {"events": {"push": {"authorizationSecretRef": {"name": "s"}}}},
+     "spec.events.push.url: Required value"),
+    ("empty-receiver", {"events": {"receivers": [{}]}},
+     "needs a namespaceSelector, a podSelector, or both"),
+    ("bad-selector-op", {"events": {"receivers": [{"podSelector": {"matchExpressions": [
+        {"key": "app", "operator": "Like"}]}}]}}, "matchExpressions[0].operator"),
+    ("bad-retention", {"events": {"retention": {"maxAge": "2 weeks"}}},
+     "spec.events.retention.maxAge"),
+    ("zero-retention", {"events": {"retention": {"maxEvents": 0}}},
+     "spec.events.retention.maxEvents"),
+    ("bad-audience", {"events": {"audience": "joyn fsm"}}, "spec.events.audience"),
+    ("bad-events-overlap", {"events": {"previousSigningKeyValidFor": "1d"}},
+     "spec.events.previousSigningKeyValidFor"),
+    ("bad-push-secret", {"events": {"push": {"url": "https://x.example",
+                                             "authorizationSecretRef": {"name": "A B"}}}},
+     "spec.events.push.authorizationSecretRef.name"),
     ("1starts-with-digit", {}, "DNS-1035 label"),
     ("a" * 41, {}, "at most 40 characters"),
 ])
@@ -129,7 +169,8 @@ def test_printer_columns_and_short_name(kube, tenants, control_plane):
     out = subprocess.run([*kubectl, "-n", ns, "get", "jst", name, "-o", "wide"], check=True,
                          capture_output=True, text=True).stdout
     header = out.splitlines()[0].split()
-    assert header == ["NAME", "READY", "URL", "AGE", "REASON", "TOKEN-AGE", "LAST-REQUEST"]
+    assert header == ["NAME", "READY", "URL", "AGE", "REASON", "TOKEN-AGE", "LAST-REQUEST",
+                      "EVENTS-BACKLOG"]
     cats = subprocess.run([*kubectl, "-n", ns, "get", "joyn", "-o", "name"], check=True,
                           capture_output=True, text=True).stdout
     assert f"joynscimtenant.scim.sevenlakes.com/{name}" in cats

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import tarfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +21,8 @@ import pytest
 import yaml
 
 from .conftest import Helm, eventually, module_namespace, module_operator
-from .test_tenant_e2e import TENANTS, create_tenant, secret, wait_ready
+from .test_tenant_e2e import TENANTS, USER, Entra, create_tenant, secret, wait_ready
+from .test_tenant_e2e import tenant as tenant_of
 
 BIN = Path(sys.executable).parent  # where pip put the kubectl-joyn console script
 # The first test waits for the module's tenant (up to 180 s on a busy machine) on top of its own.
@@ -300,6 +303,91 @@ def test_a_rep_without_secret_access_is_told_which_permission_is_missing(
             in r.stderr
     finally:
         kube.delete(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/tenant-viewer-{ns}")
+
+
+# -- the event stream, for the application team ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def events_tenant(kube, cluster, ns, operator) -> str:
+    name = create_tenant(kube, cluster, ns, events={"enabled": True})
+    wait_ready(kube, ns, name)
+    return name
+
+
+def receiver_token(kube, ns, name) -> str:
+    import base64
+    s = kube.get(f"/api/v1/namespaces/{ns}/secrets/{name}-scim-events-token").json()
+    return base64.b64decode(s["data"]["token"]).decode()
+
+
+def test_credentials_events_hand_over_the_receiver_credential(rep, events_tenant, tenant, kube,
+                                                              ns, cluster):
+    token = receiver_token(kube, ns, events_tenant)
+    out = ok(rep.joyn("credentials", events_tenant, "--events"))
+    leaked = token in out
+    assert not leaked and f"****{token[-4:]}" in out
+    events_url = f"http://{events_tenant}-scim.{ns}.svc:8080/events"
+    assert f"Poll (RFC 8936): POST {events_url}" in out
+    assert f"JWKS:            {events_url}/jwks.json" in out
+    assert f"Issuer (iss):    https://{events_tenant}.{cluster.domain}/scim/v2" in out
+    assert "Audience (aud):  joyn-fsm" in out
+    facts = json.loads(ok(rep.joyn("credentials", events_tenant, "--events", "--reveal",
+                                   "-o", "json")))
+    same = facts["receiverToken"] == token
+    assert same and facts["revealed"] and facts["delivery"] == "poll"
+    assert facts["issuer"] == tenant_of(kube, ns, events_tenant)["status"]["url"]
+    env = ok(rep.joyn("credentials", events_tenant, "--events", "-o", "env"))
+    assert f"JOYN_EVENTS_URL={events_url}" in env and token not in env
+    r = rep.joyn("credentials", tenant, "--events")
+    assert r.returncode == 1 and "spec.events.enabled is not true" in r.stderr
+
+
+def test_events_shows_the_stream_through_a_port_forward_as_a_rep(rep, events_tenant, kube, ns,
+                                                                 cluster):
+    url = tenant_of(kube, ns, events_tenant)["status"]["url"]
+    entra = Entra(cluster, url)
+    token = secret(kube, ns, events_tenant)["token"]
+    created = eventually(lambda: (r := entra.request("POST", "/Users", token, json={
+        "schemas": [USER], "userName": "ada@acme.example"})).status_code != 404 and r,
+        timeout=30, what="the ingress controller's route")
+    assert created.status_code == 201, created.text
+    user = created.json()
+
+    lines = ok(rep.joyn("events", events_tenant)).splitlines()
+    assert lines[0].split() == ["TIME", "TXN", "EVENT", "RESOURCE", "VERSION"]
+    [row] = [line.split() for line in lines[1:] if user["id"] in line]
+    assert row[2:] == ["create", f"/Users/{user['id']}", user["meta"]["version"]]
+    claims = [json.loads(line) for line in ok(rep.joyn(
+        "events", events_tenant, "-o", "json")).splitlines()]
+    mine = [c for c in claims if c["sub_id"]["uri"] == f"/Users/{user['id']}"]
+    assert [list(c["events"]) for c in mine] == [
+        ["urn:ietf:params:scim:event:prov:create:full"]]
+    assert mine[0]["iss"] == url and mine[0]["aud"] == "joyn-fsm"
+    seq = max(int(c["jti"].rsplit(".", 1)[1]) for c in claims)
+    assert ok(rep.joyn("events", events_tenant, "--after", str(seq))).splitlines()[1:] == []
+
+    # --follow shows what commits while it watches (and acknowledges nothing).
+    env = {**os.environ, "KUBECONFIG": str(rep.kubeconfig),
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    follow = subprocess.Popen([rep.kubectl, "joyn", "events", events_tenant, "--follow",
+                               "--after", str(seq), "-o", "json"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        later = entra.request("POST", "/Users", token, json={
+            "schemas": [USER], "userName": "grace@acme.example"}).json()
+        deadline = time.monotonic() + 60
+        seen = []
+        while time.monotonic() < deadline and not any(later["id"] in s for s in seen):
+            ready, _, _ = select.select([follow.stdout], [], [], 1)
+            if ready:
+                seen.append(follow.stdout.readline())
+        assert any(later["id"] in s for s in seen), follow.poll()
+    finally:
+        follow.terminate()
+        follow.wait(timeout=30)
+    # Watching consumed nothing: both users' events still wait for the receiver.
+    eventually(lambda: tenant_of(kube, ns, events_tenant)["status"]["events"].get("backlog")
+               == 2, what="status.events.backlog 2")
 
 
 def test_a_tenant_that_does_not_exist_is_named(rep, ns):

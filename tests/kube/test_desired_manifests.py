@@ -8,7 +8,8 @@ import secrets
 
 import pytest
 from joyn_operator.config import OperatorConfig
-from joyn_operator.desired import children, token_secret
+from joyn_operator.desired import children, generated_secret, token_secret
+from joyn_operator.signing import new_private_key
 from joyn_operator.tenant import resolve
 
 # Quotes, line breaks, template and YAML syntax: values annotations may hold.
@@ -38,6 +39,15 @@ SPECS = {
         "networkPolicy": {"ingressNamespace": "traefik"}},
     "byo-token": {"token": {"existingSecretRef": {"name": "vault", "key": "t"}},
                   "ingress": {"enabled": False}},
+    "events": {"events": {
+        "enabled": True, "audience": "fsm-prod", "retention": {"maxAge": "48h", "maxEvents": 10},
+        "push": {"url": "https://fsm.example.com/in",
+                 "authorizationSecretRef": {"name": "fsm-push", "key": "header"}},
+        "receivers": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "fsm"}},
+             "podSelector": {"matchExpressions": [
+                 {"key": "app", "operator": "In", "values": ["fsm-sync"]}]}},
+            {"podSelector": {"matchLabels": {"app": "fsm"}}}]}},
     "hostile": {"ingress": {"annotations": {"example.com/note": HOSTILE}},
                 "server": {"podAnnotations": {"example.com/note": HOSTILE}}},
 }
@@ -54,12 +64,19 @@ def test_children_pass_api_server_validation(kube, case):
                               "uid": "8c0e1a8e-0b4e-4f8e-9b1e-0a6f0e2f7a11"},
                  "spec": {"displayName": "Acme", **SPECS[case]}}, cfg)
     objects = [*children(t), token_secret(t, {"token": secrets.token_urlsafe(32)}, {})]
+    if t.events:
+        objects += [generated_secret(t, t.events.token_secret,
+                                     {"token": secrets.token_urlsafe(32)}, {}),
+                    generated_secret(t, t.events.signing_key_secret,
+                                     {"signing-key.pem": new_private_key()}, {})]
     answers = {}
     for obj in objects:
         r = kube.http.post(PATHS[obj["kind"]].format(ns=ns), json=obj,
                            params={"dryRun": "All", "fieldValidation": "Strict"})
         assert r.status_code == 201, f"{obj['kind']}: {r.text}"
         answers[obj["kind"]] = r.json()
+    if case == "events":
+        assert len(answers["NetworkPolicy"]["spec"]["ingress"]) == 2
     if case == "hostile":
         assert answers["Ingress"]["metadata"]["annotations"]["example.com/note"] == HOSTILE
         pod = answers["Deployment"]["spec"]["template"]["metadata"]

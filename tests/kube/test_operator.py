@@ -448,3 +448,61 @@ def test_a_deleted_token_secret_is_loud_until_acknowledged(kube, ns, operator):
                what="the replacement acknowledged")
     assert "replacedAt" not in status_of(kube, ns, name)["token"]
     assert token_of(kube, ns, name) == second
+
+
+# -- the event stream's Secrets and references -------------------------------------------------
+
+def test_an_event_secret_name_taken_by_somebody_else_is_never_used(kube, ns, operator):
+    name = f"t{secrets.token_hex(3)}"
+    theirs = base64.b64encode(b"-----BEGIN PRIVATE KEY-----\ntheirs").decode()
+    r = kube.create(SECRETS.format(ns=ns), {"apiVersion": "v1", "kind": "Secret",
+                                            "metadata": {"name": f"{name}-scim-events-signing-key"},
+                                            "data": {"signing-key.pem": theirs}})
+    assert r.status_code == 201, r.text
+    create_tenant(kube, ns, name, events={"enabled": True})
+    degraded = eventually(lambda: (c := conditions_of(kube, ns, name).get("Degraded")) and
+                          c["reason"] == "NameConflict" and c, what="Degraded=NameConflict")
+    assert f"Secret {name}-scim-events-signing-key" in degraded["message"]
+    assert child(kube, ns, SECRETS, f"{name}-scim-events-signing-key")["data"] == {
+        "signing-key.pem": theirs}
+    assert child(kube, ns, DEPLOYMENTS, f"{name}-scim") is None  # no server on their key
+
+
+def test_a_missing_push_authorization_secret_degrades_until_it_appears(kube, ns, operator):
+    name = create_tenant(kube, ns, events={"enabled": True, "push": {
+        "url": "https://fsm.example/in", "authorizationSecretRef": {"name": "fsm-push"}}})
+    conds = eventually(lambda: (c := conditions_of(kube, ns, name)).get("Degraded", {}).get(
+        "reason") == "EventsPushAuthorizationMissing" and c,
+        what="Degraded=EventsPushAuthorizationMissing")
+    assert "Secret fsm-push" in conds["Degraded"]["message"]
+    assert conds["Ready"]["reason"] != "EventsPushAuthorizationMissing"  # Entra is not at stake
+    assert status_of(kube, ns, name)["events"]["delivery"] == "push"
+    # The server runs anyway, the Secret mounted optional.
+    assert eventually(lambda: child(kube, ns, DEPLOYMENTS, f"{name}-scim"), what="Deployment")
+    value = base64.b64encode(b"Bearer for-the-receiver").decode()
+    r = kube.create(SECRETS.format(ns=ns), {"apiVersion": "v1", "kind": "Secret",
+                                            "metadata": {"name": "fsm-push"},
+                                            "data": {"authorization": value}})
+    assert r.status_code == 201, r.text
+    eventually(lambda: conditions_of(kube, ns, name)["Degraded"]["reason"]
+               != "EventsPushAuthorizationMissing", what="the Secret to be seen")
+    assert "for-the-receiver" not in str(status_of(kube, ns, name))
+
+
+def test_a_deleted_receiver_token_secret_is_made_again_with_a_warning(kube, ns, operator):
+    name = create_tenant(kube, ns, events={"enabled": True})
+    path = f"{SECRETS.format(ns=ns)}/{name}-scim-events-token"
+    first = eventually(lambda: child(kube, ns, SECRETS, f"{name}-scim-events-token"),
+                       what="the receiver token's Secret")
+    eventually(lambda: status_of(kube, ns, name).get("events", {}).get("receiverToken"),
+               what="the receiver token in status")
+    key = child(kube, ns, SECRETS, f"{name}-scim-events-signing-key")
+    assert kube.delete(path).status_code == 200
+    again = eventually(lambda: (s := child(kube, ns, SECRETS, f"{name}-scim-events-token"))
+                       and s["metadata"]["uid"] != first["metadata"]["uid"] and s,
+                       what="a new receiver token")
+    assert again["data"]["token"] != first["data"]["token"]
+    eventually(lambda: "EventsTokenReplaced" in events_of(kube, ns, name),
+               what="the EventsTokenReplaced Warning")
+    # The other Secret is left as it was.
+    assert child(kube, ns, SECRETS, f"{name}-scim-events-signing-key")["data"] == key["data"]

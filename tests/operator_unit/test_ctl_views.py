@@ -66,3 +66,40 @@ def test_until_says_how_long_is_left_or_that_it_passed():
 def test_tables_align_columns():
     out = views.table(["A", "LONGER"], [["xxxxx", "1"], ["y", "22"]]).splitlines()
     assert [line.index(c) for line, c in zip(out, ["LONGER", "1", "22"], strict=True)] == [8] * 3
+
+
+# -- kubectl joyn events ----------------------------------------------------------------------
+
+CREATE = {"iss": "https://acme.example/scim/v2", "iat": 1796126400, "jti": "s1.7", "txn": "7",
+          "aud": "joyn-fsm", "sub_id": {"format": "scim", "uri": "/Users/2819c223"},
+          "events": {"urn:ietf:params:scim:event:prov:create:full": {
+              "data": {"userName": "ada"}, "version": 'W/"a1"'}}}
+
+
+def test_an_event_is_one_row_time_txn_kind_resource_version():
+    assert views.event_row(CREATE) == ["2026-12-01T12:00:00Z", "7", "create", "/Users/2819c223",
+                                       'W/"a1"']
+    disabled = {**CREATE, "events": {
+        "urn:ietf:params:scim:event:prov:patch:full": {"version": 'W/"a2"'},
+        "urn:ietf:params:scim:event:prov:deactivate": {}}}
+    assert views.event_row(disabled)[2:] == ["patch+deactivate", "/Users/2819c223", 'W/"a2"']
+    gone = {**CREATE, "events": {"urn:ietf:params:scim:event:prov:delete": {}}}
+    assert views.event_row(gone)[2:] == ["delete", "/Users/2819c223", "-"]
+
+
+def test_tail_lines_print_events_and_warn_of_resyncs_and_misses():
+    import json
+    text, warning = views.tail_line(json.dumps(CREATE))
+    assert warning is None and text.split() == ["2026-12-01T12:00:00Z", "7", "create",
+                                                "/Users/2819c223", 'W/"a1"']
+    head = views.event_line(views.EVENT_HEAD)
+    assert head.index("EVENT") == text.index("create")  # the columns line up
+    gap = {"gap": {"events": {"https://scim.sevenlakes.com/events/resync": {
+        "through": "41", "reason": "retention", "snapshot": "/events/snapshot"}}}}
+    text, warning = views.tail_line(json.dumps(gap))
+    assert text is None and "RESYNC required" in warning and "41" in warning
+    assert "retention" in warning
+    assert views.tail_line('{"missed": "events this server no longer holds"}') == (
+        None, "warning: events this server no longer holds")
+    assert views.tail_line("\n") == (None, None)  # a heartbeat
+    assert views.tail_line("<html>")[1].startswith("warning: not a JSON line")

@@ -5,6 +5,8 @@ from pathlib import Path
 import yaml
 from joyn_operator.defaults import SPEC_DEFAULTS, spec_value
 
+from scim_server.events import DEFAULT_AUDIENCE, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT
+
 CRD = Path(__file__).parents[2] / "crds" / "joynscimtenants.scim.sevenlakes.com.yaml"
 
 
@@ -22,6 +24,18 @@ def test_python_defaults_are_exactly_the_crds():
     crd = yaml.safe_load(CRD.read_text())
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert crd_scalar_defaults(spec) == SPEC_DEFAULTS
+
+
+def test_the_event_streams_defaults_are_the_servers():
+    """The CRD shows what the server does when the operator sets nothing: its own defaults,
+    defined once in scim_server/events."""
+    crd = yaml.safe_load(CRD.read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    defaults = crd_scalar_defaults(spec)
+    assert (defaults["events.audience"], defaults["events.retention.maxAge"],
+            defaults["events.retention.maxEvents"]) == (
+        DEFAULT_AUDIENCE, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT)
+    assert defaults["events.enabled"] is False
 
 
 def test_spec_value_prefers_the_spec_then_the_default():

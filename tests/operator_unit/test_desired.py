@@ -12,7 +12,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from joyn_operator.config import OperatorConfig
-from joyn_operator.desired import children, tojson, token_secret
+from joyn_operator.desired import children, generated_secret, tojson, token_secret
 from joyn_operator.tenant import resolve
 
 CFG = OperatorConfig(server_image="registry.example/joyn-scim:1.2.3", domain="scim.example.com",
@@ -172,6 +172,103 @@ def test_network_policy_admits_the_operators_own_pods_and_no_others_of_its_names
     assert all("podSelector" not in peer for peer in rule["from"])
 
 
+# --- the event stream ----------------------------------------------------------------------
+
+PEERS = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "fsm"}},
+          "podSelector": {"matchLabels": {"app": "fsm-sync"}}}]
+
+
+def pod_of(t) -> tuple[dict, dict]:
+    pod = kinds(t)["Deployment"]["spec"]["template"]["spec"]
+    return pod, pod["containers"][0]
+
+
+def test_a_tenant_without_a_stream_renders_exactly_as_one_that_never_had_the_field():
+    plain = resolve(body(), CFG)
+    off = resolve(body(events={"enabled": False, "push": {"url": "https://fsm.example"},
+                               "receivers": PEERS, "audience": "x"}), CFG)
+    assert children(off) == children(plain)
+    pod, c = pod_of(plain)
+    assert not any(e["name"].startswith("JOYN_SCIM_EVENTS_") for e in c["env"])
+    assert [v["name"] for v in pod["volumes"]] == ["data", "token", "tmp"]
+    assert len(kinds(plain)["NetworkPolicy"]["spec"]["ingress"]) == 1
+
+
+def test_a_stream_runs_with_both_secrets_mounted_read_only():
+    t = resolve(body(events={"enabled": True, "retention": {"maxAge": "48h",
+                                                            "maxEvents": 500}}), CFG)
+    pod, c = pod_of(t)
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["JOYN_SCIM_EVENTS_TOKEN_FILES"].split(",") == [
+        "/var/run/joyn-scim/events-token/token",
+        "/var/run/joyn-scim/events-token/previous-token"]
+    assert env["JOYN_SCIM_EVENTS_SIGNING_KEY_FILES"].split(",") == [
+        "/var/run/joyn-scim/events-signing-key/signing-key.pem",
+        "/var/run/joyn-scim/events-signing-key/previous-signing-keys.pem"]
+    assert (env["JOYN_SCIM_EVENTS_AUDIENCE"], env["JOYN_SCIM_EVENTS_RETENTION"],
+            env["JOYN_SCIM_EVENTS_RETENTION_COUNT"]) == ("joyn-fsm", "48h", "500")
+    assert "JOYN_SCIM_EVENTS_PUSH_URL" not in env
+    # Entra's token settings are as they were: the stream adds, it changes nothing.
+    assert env["JOYN_SCIM_TOKEN_FILES"].startswith("/var/run/joyn-scim/token/")
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert mounts["events-token"] == {"name": "events-token", "readOnly": True,
+                                      "mountPath": "/var/run/joyn-scim/events-token"}
+    assert mounts["events-signing-key"] == {
+        "name": "events-signing-key", "readOnly": True,
+        "mountPath": "/var/run/joyn-scim/events-signing-key"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["events-token"]["secret"] == {
+        "secretName": "acme-scim-events-token", "optional": False, "defaultMode": 0o440}
+    assert volumes["events-signing-key"]["secret"] == {
+        "secretName": "acme-scim-events-signing-key", "optional": False, "defaultMode": 0o440}
+    assert "events-push-authorization" not in volumes
+
+
+def test_push_goes_to_the_url_with_the_receivers_own_secret_mounted_optional():
+    t = resolve(body(events={"enabled": True, "push": {
+        "url": "https://fsm.example/in", "authorizationSecretRef": {"name": "fsm-auth",
+                                                                    "key": "header"}}}), CFG)
+    pod, c = pod_of(t)
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["JOYN_SCIM_EVENTS_PUSH_URL"] == "https://fsm.example/in"
+    assert env["JOYN_SCIM_EVENTS_PUSH_AUTHORIZATION_FILE"] == \
+        "/var/run/joyn-scim/events-push/authorization"
+    volume = {v["name"]: v for v in pod["volumes"]}["events-push-authorization"]
+    assert volume["secret"] == {"secretName": "fsm-auth", "optional": True, "defaultMode": 0o440,
+                                "items": [{"key": "header", "path": "authorization"}]}
+    assert {m["name"]: m for m in c["volumeMounts"]}["events-push-authorization"]["readOnly"]
+    bare = resolve(body(events={"enabled": True, "push": {"url": "http://fsm"}}), CFG)
+    pod, c = pod_of(bare)
+    assert "JOYN_SCIM_EVENTS_PUSH_AUTHORIZATION_FILE" not in {e["name"] for e in c["env"]}
+    assert "events-push-authorization" not in {v["name"] for v in pod["volumes"]}
+
+
+def test_the_network_policy_admits_the_receivers_to_the_server_port_only():
+    t = resolve(body(events={"enabled": True, "receivers": PEERS}), CFG)
+    np = kinds(t)["NetworkPolicy"]["spec"]
+    assert np["policyTypes"] == ["Ingress"]  # egress (a push) is not restricted
+    first, receivers = np["ingress"]
+    assert first == kinds(resolve(body(), CFG))["NetworkPolicy"]["spec"]["ingress"][0]
+    assert receivers == {"from": PEERS, "ports": [{"port": 8080, "protocol": "TCP"}]}
+    none = resolve(body(events={"enabled": True}), CFG)
+    assert len(kinds(none)["NetworkPolicy"]["spec"]["ingress"]) == 1
+    no_policy = resolve(body(events={"enabled": True, "receivers": PEERS},
+                             networkPolicy={"enabled": False}), CFG)
+    assert "NetworkPolicy" not in kinds(no_policy)
+
+
+@pytest.mark.parametrize("policy,owned", [("Retain", False), ("Delete", True)])
+def test_the_streams_secrets_are_the_operators_and_follow_the_deletion_policy(policy, owned):
+    t = resolve(body(events={"enabled": True}, storage={"deletionPolicy": policy}), CFG)
+    s = generated_secret(t, t.events.signing_key_secret, {"signing-key.pem": "PEM\n"},
+                         {"scim.sevenlakes.com/issued-at": "t"})
+    assert s["metadata"]["name"] == "acme-scim-events-signing-key"
+    assert s["metadata"]["labels"] == t.labels and s["type"] == "Opaque"
+    assert {k: base64.b64decode(v).decode() for k, v in s["data"].items()} == {
+        "signing-key.pem": "PEM\n"}  # and no url: only the token Secret carries one
+    assert bool(owner_uids(s)) is owned
+
+
 # --- every value through tojson, and no value can change a manifest's structure -------------
 
 TEMPLATES = resources.files("joyn_operator") / "templates"
@@ -218,7 +315,12 @@ def user_set(v) -> tuple[list[dict], list[OperatorConfig]]:
                     "labels": {s(): s()},
                     "tls": {"issuerRef": {"name": s(), "kind": s(), "group": s()}}},
         "storage": {"size": s(), "storageClassName": s(), "deletionPolicy": "Delete"},
-        "networkPolicy": {"ingressNamespace": s()}}}
+        "networkPolicy": {"ingressNamespace": s()},
+        "events": {"enabled": True, "audience": s(), "retention": {"maxAge": s()},
+                   "push": {"url": s(), "authorizationSecretRef": {"name": s(), "key": s()}},
+                   "receivers": [{"namespaceSelector": {"matchLabels": {s(): s()}},
+                                  "podSelector": {"matchExpressions": [
+                                      {"key": s(), "operator": s(), "values": [s()]}]}}]}}}
     byo = {"metadata": meta(), "spec": {
         "displayName": s(), "token": {"existingSecretRef": {"name": s(), "key": s()}},
         "ingress": {"tls": {"secretName": s()}}}}
@@ -236,9 +338,15 @@ def manifests(bodies: list[dict], cfgs: list[OperatorConfig], v) -> list[dict]:
     for cfg in cfgs:
         for b in bodies:
             t = resolve(b, cfg)
-            secret = token_secret(t, {"token": v(900), "previous-token": v(901)}, {v(902): v(903)})
-            secret["data"] = {k: base64.b64decode(x).decode() for k, x in secret["data"].items()}
-            out += [*children(t), secret]
+            secrets = [token_secret(t, {"token": v(900), "previous-token": v(901)},
+                                    {v(902): v(903)})]
+            if t.events:
+                secrets.append(generated_secret(t, t.events.signing_key_secret,
+                                                {"signing-key.pem": v(904)}, {v(905): v(906)}))
+            for secret in secrets:
+                secret["data"] = {k: base64.b64decode(x).decode()
+                                  for k, x in secret["data"].items()}
+            out += [*children(t), *secrets]
     return out
 
 

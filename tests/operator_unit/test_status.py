@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from joyn_operator.status import Observed, conditions, merge_patch
+from joyn_operator.status import Observed, conditions, merge_patch, next_deadline
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 URL = "https://acme.scim.example.com/scim/v2"
@@ -113,3 +113,25 @@ def test_merge_patch_nulls_keys_gone_at_any_depth_and_is_empty_when_equal():
     assert merge_patch({}, new) == new
     assert merge_patch({"token": "x"}, {"token": {"a": 1}}) == {"token": {"a": 1}}
     assert merge_patch(new, {**new, "conditions": []}) == {"conditions": []}
+
+
+def test_an_event_stream_problem_degrades_but_entra_is_still_served():
+    c = conds(healthy(events_problem=("EventsPushAuthorizationMissing", "Secret fsm-auth ...")))
+    assert (c["Degraded"]["status"], c["Degraded"]["reason"]) == (
+        "True", "EventsPushAuthorizationMissing")
+    assert c["Ready"]["status"] == "True" and c["Ready"]["reason"] == "Ready"
+    # A failure of the server itself still names itself first.
+    worse = conds(healthy(events_problem=("EventsPushAuthorizationMissing", "m"),
+                          apply_errors=["Deployment: refused"]))
+    assert worse["Degraded"]["reason"] == "ApplyFailed"
+
+
+def test_the_next_deadline_is_the_earliest_of_every_previous_credential():
+    assert next_deadline({}) is None
+    assert next_deadline({"token": {"issuedAt": "2026-11-26T12:00:00Z"}}) is None
+    status = {"token": {"previousValidUntil": "2026-11-29T12:00:00Z"},
+              "events": {"receiverToken": {"previousValidUntil": "2026-11-28T12:00:00Z"},
+                         "signingKey": {"previousValidUntil": "2026-11-27T12:00:00Z"}}}
+    assert next_deadline(status) == datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    del status["events"]["signingKey"]
+    assert next_deadline(status) == datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

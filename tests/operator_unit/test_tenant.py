@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 from joyn_operator.config import OperatorConfig
-from joyn_operator.tenant import Issuer, resolve
+from joyn_operator.tenant import Issuer, references, resolve
 
 CFG = OperatorConfig(server_image="registry.example/joyn-scim:1.2.3", domain="scim.example.com",
                      ingress_class="nginx", ingress_namespace="ingress-nginx")
@@ -142,3 +142,62 @@ def test_names_and_selector():
         "acme-scim", "acme-scim-data", "acme-scim-token", "acme-tls")
     assert t.pod_selector == "app.kubernetes.io/name=joyn-scim,app.kubernetes.io/instance=acme"
     assert t.owner["uid"] == "uid-1" and t.generation == 3
+
+
+# -- spec.events ---------------------------------------------------------------------------------
+
+def test_no_event_stream_unless_enabled():
+    assert resolve(body(), CFG).events is None
+    off = body(events={"enabled": False, "push": {"url": "https://fsm.example"},
+                       "receivers": [{"podSelector": {}}]})
+    assert resolve(off, CFG).events is None
+
+
+def test_an_enabled_stream_has_the_servers_defaults_and_two_secrets_of_its_own():
+    e = resolve(body(events={"enabled": True}), CFG).events
+    assert (e.audience, e.retention, e.retention_count) == ("joyn-fsm", "336h", 1_000_000)
+    assert e.push is None and e.receivers == ()
+    assert (e.token_secret, e.signing_key_secret) == ("acme-scim-events-token",
+                                                      "acme-scim-events-signing-key")
+    assert e.token_rotation.overlap == timedelta(hours=72)
+    assert e.key_rotation.overlap == timedelta(hours=24)
+    assert resolve(body(events={"enabled": True}), CFG).names.events_token == e.token_secret
+
+
+def test_push_receivers_and_retention_from_the_spec():
+    peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "fsm"}},
+              "podSelector": {"matchLabels": {"app": "fsm"}}},
+             {"podSelector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]}}]
+    e = resolve(body(events={
+        "enabled": True, "audience": "fsm-prod", "retention": {"maxAge": "48h", "maxEvents": 10},
+        "push": {"url": "https://fsm.example/in", "authorizationSecretRef": {"name": "auth"}},
+        "receivers": peers}), CFG).events
+    assert (e.audience, e.retention, e.retention_count) == ("fsm-prod", "48h", 10)
+    assert e.push.url == "https://fsm.example/in"
+    assert e.push.authorization == ("auth", "authorization")  # the key's default
+    assert list(e.receivers) == peers
+    bare = resolve(body(events={"enabled": True, "push": {"url": "http://fsm"}}), CFG).events
+    assert bare.push.authorization is None
+
+
+def test_the_push_authorization_secret_is_a_reference_the_operator_watches():
+    t = resolve(body(events={"enabled": True, "push": {
+        "url": "https://fsm.example", "authorizationSecretRef": {"name": "auth", "key": "h"}}}),
+        CFG)
+    assert ("Secret", "customers", "auth") in references(t)
+    assert all(kind != "Secret" for kind, _, _ in references(resolve(body(), CFG)))
+
+
+def test_each_credential_rotates_by_its_own_annotations():
+    t = resolve(body(events={"enabled": True}, annotations={
+        "scim.sevenlakes.com/rotate-events-token": "e1",
+        "scim.sevenlakes.com/rotate-events-token-overlap": "2h",
+        "scim.sevenlakes.com/rotate-events-signing-key": "k1",
+        "scim.sevenlakes.com/rotate-events-signing-key-overlap": "soon"}), CFG)
+    assert t.rotation.request is None  # Entra's token is not asked to rotate
+    assert (t.events.token_rotation.request, t.events.token_rotation.overlap) == (
+        "e1", timedelta(hours=2))
+    key = t.events.key_rotation
+    assert key.request == "k1" and key.overlap == timedelta(hours=24)
+    assert "rotate-events-signing-key-overlap='soon' is not a duration" in key.invalid
+    assert "the event signing key was not rotated" in key.invalid

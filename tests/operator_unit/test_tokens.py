@@ -4,8 +4,11 @@ from datetime import UTC, datetime, timedelta
 from itertools import count
 
 import pytest
+from joyn_operator.signing import new_private_key, public_pem
 from joyn_operator.tokens import (
+    EVENTS_TOKEN,
     MAX_PREVIOUS,
+    SIGNING_KEY,
     TokenState,
     new_token,
     next_state,
@@ -131,3 +134,62 @@ def test_parse_duration(text, expected):
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+# -- the event stream's two credentials: the same lifecycle, their own keys and words ---------
+
+def test_the_receiver_token_lives_in_its_own_keys_with_its_own_event_reasons():
+    g = gen()
+    state, events = next_state(None, None, DAY, NOW, g, kind=EVENTS_TOKEN)
+    assert state.data() == {"token": "tok-1"}
+    assert [e.reason for e in events] == ["EventsTokenGenerated"]
+    rotated, events = next_state(state, "r1", DAY, NOW, g, kind=EVENTS_TOKEN)
+    assert rotated.data() == {"token": "tok-2", "previous-token": "tok-1"}
+    assert [e.reason for e in events] == ["EventsTokenRotated"]
+    assert "tok-" not in events[0].message
+    _, events = next_state(rotated, "r1", DAY, NOW + DAY, g, kind=EVENTS_TOKEN)
+    assert [e.reason for e in events] == ["PreviousEventsTokenExpired"]
+    assert TokenState.from_secret(rotated.data(), rotated.annotations(), NOW,
+                                  EVENTS_TOKEN) == rotated
+
+
+def test_a_lost_receiver_token_is_replaced_with_a_warning_that_needs_no_acknowledging():
+    state, events = next_state(None, None, DAY, NOW, gen(), kind=EVENTS_TOKEN, lost=True)
+    assert [(e.reason, e.type) for e in events] == [("EventsTokenReplaced", "Warning")]
+    assert state.replaced_at is None and "replaced-at" not in str(state.annotations())
+    again, events = next_state(state, None, DAY, NOW, gen(), kind=EVENTS_TOKEN)
+    assert again == state and events == []
+
+
+def test_a_signing_key_rotation_keeps_only_the_public_half_of_the_previous_key():
+    state, events = next_state(None, None, DAY, NOW, kind=SIGNING_KEY)
+    assert [e.reason for e in events] == ["SigningKeyGenerated"]
+    assert set(state.data()) == {"signing-key.pem"}
+    assert state.current.startswith("-----BEGIN PRIVATE KEY-----")
+    rotated, events = next_state(state, "r1", DAY, NOW, kind=SIGNING_KEY)
+    assert [e.reason for e in events] == ["SigningKeyRotated"]
+    assert "published until 2026-11-29T12:00:00Z" in events[0].message
+    data = rotated.data()
+    assert data["signing-key.pem"] != state.current
+    assert data["previous-signing-keys.pem"] == public_pem(state.current)
+    twice, _ = next_state(rotated, "r2", DAY, NOW + timedelta(hours=1), kind=SIGNING_KEY)
+    blocks = twice.data()["previous-signing-keys.pem"]
+    assert blocks == public_pem(state.current) + public_pem(rotated.current)
+    # Read back from the Secret, as the next reconcile does: nothing changes, so nothing is
+    # applied and the server's files stay as they are.
+    back = TokenState.from_secret(twice.data(), twice.annotations(), NOW, SIGNING_KEY)
+    assert back == twice and back.data() == twice.data()
+    expired, events = next_state(twice, "r2", DAY, NOW + DAY, kind=SIGNING_KEY)
+    assert [e.reason for e in events] == ["PreviousSigningKeyExpired"]
+    assert expired.data()["previous-signing-keys.pem"] == public_pem(rotated.current)
+    assert all("PRIVATE" not in e.message for e in events)
+
+
+def test_a_signing_key_secret_without_a_usable_key_holds_none():
+    for text in ("", "not a key", public_pem(new_private_key())):
+        assert TokenState.from_secret({"signing-key.pem": text}, {}, NOW, SIGNING_KEY) is None
+    # A key read with the blank space a hand edit leaves is the same key.
+    key = new_private_key()
+    back = TokenState.from_secret({"signing-key.pem": f"\n{key.strip()}  \n\n"}, {}, NOW,
+                                  SIGNING_KEY)
+    assert back.current == key

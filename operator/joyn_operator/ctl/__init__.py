@@ -1,5 +1,5 @@
 """`kubectl joyn`: the success rep's commands (tenants, credentials, handover, rotate,
-test-connection, status, report), also `joyn-scim <command>`.
+test-connection, status, report, events), also `joyn-scim <command>`.
 
 Installed as the console script `kubectl-joyn`, which kubectl runs for `kubectl joyn ...`
 (kubectl's plugin convention), and registered in the `joyn_scim.commands` entry-point group
@@ -46,6 +46,9 @@ def add_parsers(sub) -> None:
     p = command("credentials", "the Tenant URL and Secret Token to paste into Entra")
     p.add_argument("--reveal", action="store_true", help="show the token (masked otherwise)")
     p.add_argument("-o", "--output", choices=["text", "env", "json"], default="text")
+    p.add_argument("--events", action="store_true",
+                   help="instead, what the Joyn FSM application team needs to connect its event "
+                        "receiver: endpoints, JWKS, issuer, audience and the receiver's token")
 
     p = command("handover", "a ready-to-send message for the customer's Entra admin")
     p.add_argument("--reveal", action="store_true", help="include the token in the message")
@@ -74,6 +77,14 @@ def add_parsers(sub) -> None:
 
     p = command("status", "conditions, recent Events, token dates, server activity")
     p.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
+
+    p = command("events", "watch the tenant's event stream (never acknowledging it)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep watching for new events")
+    p.add_argument("--after", type=int, default=0, metavar="SEQ",
+                   help="only events after this stream position (the number that ends an "
+                        "event's jti)")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text",
+                   help="json: each event's claims as the server sends them, one a line")
 
     p = command("report", "a support bundle (.tar.gz), every token redacted")
     p.add_argument("-f", "--file", help="where to write it (default: joyn-report-<namespace>-"

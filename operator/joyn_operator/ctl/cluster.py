@@ -18,6 +18,7 @@ from kubernetes_asyncio.config import ConfigException, list_kube_config_contexts
 from ..keys import INSTANCE_LABEL
 from ..kube import Kube, KubeError, path, secret_data
 from ..login import Login, LoginError
+from . import portforward
 
 # What the API server says when RBAC refuses a request.
 _FORBIDDEN = re.compile(r'cannot (?P<verb>[\w-]+) resource "(?P<resource>[^"]+)"'
@@ -153,13 +154,14 @@ class Cluster:
         items = [e for e in items if (e.get("involvedObject") or {}).get("name") in wanted]
         return sorted(items, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
 
-    async def children(self, tenant: dict) -> dict[str, list[dict]]:
+    async def children(self, tenant: dict, kinds: tuple[str, ...] = (
+            "Deployment", "Pod", "Service", "Ingress", "NetworkPolicy",
+            "PersistentVolumeClaim")) -> dict[str, list[dict]]:
         """The tenant's objects by kind: what the operator made, and its pods."""
         meta = tenant["metadata"]
         selector = f"{INSTANCE_LABEL}={meta['name']}"
         out = {}
-        for kind in ("Deployment", "Pod", "Service", "Ingress", "NetworkPolicy",
-                     "PersistentVolumeClaim"):
+        for kind in kinds:
             out[kind] = await self._call(f"list {kind}s in {meta['namespace']}", self.kube.list(
                 path(kind, meta["namespace"]), label_selector=selector))
         return out
@@ -167,3 +169,25 @@ class Cluster:
     async def log(self, namespace: str, pod: str, tail: int) -> str:
         return await self._call(f"read the log of pod {pod}", self.kube.text(
             f"{path('Pod', namespace, pod)}/log", {"tailLines": str(tail)}))
+
+    async def forward_get(self, namespace: str, pod: str, port: int, target: str,
+                          headers: dict[str, str]):
+        """GET `target` on a pod's port through a port-forward (ctl/portforward.py says why
+        not the service proxy): yields (HTTP status, body bytes) as they arrive."""
+        doing = f"forward to port {port} of pod {pod}"
+        try:
+            async for item in portforward.get(self.kube, namespace, pod, port, target, headers):
+                yield item
+        except KubeError as e:
+            if e.status == 403:
+                # A WebSocket handshake's refusal has no body to name the verb: both are needed.
+                raise CliError(f"cannot {doing}: you lack permission to get and create "
+                               f"pods/portforward in namespace {namespace}; {REP_ROLE_HINT}"
+                               ) from None
+            raise explain(e, doing) from None
+        except portforward.ForwardError as e:
+            raise CliError(f"cannot {doing}: {e}") from None
+        except LoginError as e:
+            raise CliError(str(e)) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            raise CliError(f"cannot {doing}: {e.__class__.__name__}: {e}") from None

@@ -15,10 +15,12 @@ from pathlib import Path
 
 from scim_server.durations import parse_duration
 
+from ..activity import server_address
 from ..config import OperatorConfig
+from ..desired import SERVER
 from ..keys import PAUSED_ANNOTATION, ROTATE_ANNOTATION, ROTATE_OVERLAP_ANNOTATION
 from ..tenant import ResolvedTenant, resolve
-from ..tokens import TokenState, fmt
+from ..tokens import EVENTS_TOKEN, TokenState, fmt
 from . import handover, probe, report, views
 from .cluster import CliError, Cluster
 
@@ -88,6 +90,8 @@ async def cmd_tenants(args, cluster: Cluster, out) -> int:
 
 async def cmd_credentials(args, cluster: Cluster, out) -> int:
     tenant = await cluster.tenant(args.tenant)
+    if args.events:
+        return await _events_credentials(args, cluster, tenant, out)
     url = _url(tenant)
     state = await _tokens(cluster, tenant)
     shown = state.current if args.reveal else views.mask(state.current)
@@ -107,6 +111,125 @@ async def cmd_credentials(args, cluster: Cluster, out) -> int:
     if state.previous and until:
         print(f"The previous token stays valid until {until}.", file=out)
     return 0
+
+
+def _events_of(tenant: dict) -> ResolvedTenant:
+    t = _resolved(tenant)
+    if t.events is None:
+        raise CliError(f"tenant {t.name} has no event stream: spec.events.enabled is not true "
+                       "(README: The event stream)")
+    return t
+
+
+async def _receiver_token(cluster: Cluster, t: ResolvedTenant) -> TokenState:
+    got = await cluster.secret(t.namespace, t.events.token_secret)
+    data, annotations = got or ({}, {})
+    state = TokenState.from_secret(data, annotations, datetime.now(UTC), EVENTS_TOKEN)
+    if state is None:
+        raise CliError(f"tenant {t.name} has no event receiver token yet: Secret "
+                       f"{t.events.token_secret} is missing or empty (is the operator running?)")
+    return state
+
+
+async def _events_credentials(args, cluster: Cluster, tenant: dict, out) -> int:
+    """What the Joyn FSM application team needs to connect a receiver: the in-cluster
+    endpoints (through the tenant's Service, which the NetworkPolicy opens to
+    spec.events.receivers), what to check the SETs against, and the receiver's token."""
+    t = _events_of(tenant)
+    issuer = _url(tenant)
+    state = await _receiver_token(cluster, t)
+    shown = state.current if args.reveal else views.mask(state.current)
+    base = f"http://{t.names.service}.{t.namespace}.svc:{SERVER['port']}/events"
+    until = ((tenant.get("status") or {}).get("events") or {}).get("receiverToken", {}).get(
+        "previousValidUntil")
+    facts = {"eventsUrl": base, "jwksUrl": f"{base}/jwks.json",
+             "snapshotUrl": f"{base}/snapshot", "issuer": issuer,
+             "audience": t.events.audience, "delivery": "push" if t.events.push else "poll",
+             "pushUrl": t.events.push.url if t.events.push else None,
+             "receiverToken": shown, "revealed": args.reveal,
+             "previousTokenValidUntil": until}
+    if args.output == "json":
+        print(json.dumps(facts, indent=2), file=out)
+        return 0
+    if args.output == "env":
+        for name, key in (("URL", "eventsUrl"), ("JWKS_URL", "jwksUrl"),
+                          ("SNAPSHOT_URL", "snapshotUrl"), ("ISSUER", "issuer"),
+                          ("AUDIENCE", "audience"), ("TOKEN", "receiverToken")):
+            print(f"JOYN_EVENTS_{name}={shlex.quote(facts[key])}", file=out)
+        return 0
+    if warning := _not_ready_warning(tenant):
+        print(warning, file=sys.stderr)
+    if t.events.push:
+        print(f"Delivery:        push (RFC 8935) to {t.events.push.url}", file=out)
+    else:
+        print(f"Poll (RFC 8936): POST {base}", file=out)
+    print(f"Snapshot:        GET {base}/snapshot", file=out)
+    print(f"JWKS:            {base}/jwks.json", file=out)
+    print(f"Issuer (iss):    {issuer}", file=out)
+    print(f"Audience (aud):  {t.events.audience}", file=out)
+    print(f"Receiver token:  {shown}", file=out)
+    if state.previous and until:
+        print(f"The previous receiver token stays valid until {until}.", file=out)
+    print("These addresses work inside the cluster, from the pods spec.events.receivers "
+          "admits; send the token as 'Authorization: Bearer <token>' (never Entra's token).",
+          file=out)
+    return 0
+
+
+# -- events --------------------------------------------------------------------------------------
+
+async def cmd_events(args, cluster: Cluster, out) -> int:
+    """The tenant's stream as its server's GET /events/tail shows it (watching, never
+    acknowledging), through a port-forward to the server's pod with the receiver's token."""
+    tenant = await cluster.tenant(args.tenant)
+    t = _events_of(tenant)
+    state = await _receiver_token(cluster, t)
+    pods = await cluster.children(tenant, kinds=("Pod",))
+    pod = next((p["metadata"]["name"] for p in pods["Pod"]
+                if server_address([p])), None)
+    if pod is None:
+        raise CliError(f"tenant {t.name}'s server has no ready pod (kubectl joyn status "
+                       f"{t.name})")
+    target = f"/events/tail?after={args.after}" + ("&follow=1" if args.follow else "")
+    if args.output == "text":
+        print(views.event_line(views.EVENT_HEAD), file=out)
+    pending, error = b"", b""
+    async for status, chunk in cluster.forward_get(
+            t.namespace, pod, SERVER["port"], target,
+            {"Authorization": f"Bearer {state.current}", "Accept": "application/x-ndjson"}):
+        if status != 200:
+            error += chunk
+            continue
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            _print_tail(raw.decode(errors="replace"), args.output, out)
+    if error or pending.strip():
+        if error:
+            raise CliError(f"the tenant's server refused: {_events_error(error)}")
+        _print_tail(pending.decode(errors="replace"), args.output, out)
+    return 0
+
+
+def _print_tail(line: str, output: str, out) -> None:
+    if output == "json":
+        if line.strip():
+            print(line.strip(), file=out, flush=True)
+        return
+    text, warning = views.tail_line(line)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    if text:
+        print(text, file=out, flush=True)
+
+
+def _events_error(body: bytes) -> str:
+    """The server's error (RFC 8935's {"err", "description"}), or its first bytes."""
+    try:
+        e = json.loads(body)
+        return f"{e['err']}: {e['description']}"
+    except (ValueError, KeyError, TypeError):
+        return body.decode(errors="replace")[:200]
 
 
 # -- handover ------------------------------------------------------------------------------------
@@ -238,6 +361,18 @@ def status_text(tenant: dict, events: list[dict], now: datetime) -> str:
                      "hint, not an alarm; 401s mean Entra holds a wrong or old token")
     else:
         lines.append("Activity:   not read yet (the operator reads each server's metrics)")
+    if stream := status.get("events"):
+        waiting = f"{stream['backlog']} waiting" if "backlog" in stream else "not read yet"
+        if stream.get("oldestUnackedAt"):
+            waiting += f", the oldest for {views.since(stream['oldestUnackedAt'], now)}"
+        last = stream.get("lastDeliveryAt")
+        lines.append(f"Stream:     {stream.get('delivery', '?')}; {waiting}; last delivered "
+                     f"{views.since(last, now) + ' ago' if last else 'never'}")
+        if stream.get("failingSince"):
+            lines.append(f"            PUSH FAILING since {stream['failingSince']}: "
+                         f"{stream.get('lastError', '?')}")
+        if stream.get("resyncRequired"):
+            lines.append("            RESYNC REQUIRED: the receiver must read the snapshot")
     conds = status.get("conditions") or []
     lines += ["", "Conditions:", views.table(
         ["TYPE", "STATUS", "REASON", "SINCE", "MESSAGE"],

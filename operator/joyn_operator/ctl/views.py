@@ -4,7 +4,7 @@ tokens, kubectl-style tables, JSON and YAML. No cluster calls here."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import yaml
 
@@ -103,3 +103,60 @@ def dump(data, output: str) -> str:
     if output == "json":
         return json.dumps(data, indent=2)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip()
+
+
+# -- the event stream, as `kubectl joyn events` prints it ----------------------------------------
+
+PROV = "urn:ietf:params:scim:event:prov:"
+EVENT_HEAD = ["TIME", "TXN", "EVENT", "RESOURCE", "VERSION"]
+_WIDTHS = (20, 8, 18, 44)  # a UTC time; a position; patch+deactivate; /Groups/<uuid>
+
+
+def event_kind(uri: str) -> str:
+    """An event URI's short name: create, put, patch, delete, activate, deactivate; a URI of
+    another profile is shown whole."""
+    if uri.startswith(PROV):
+        return uri[len(PROV):].removesuffix(":full")
+    return "resync" if uri.endswith("/resync") else uri
+
+
+def event_row(claims: dict) -> list[str]:
+    """One SET's claims as the columns of EVENT_HEAD."""
+    events = claims.get("events") or {}
+    iat = claims.get("iat")
+    when = datetime.fromtimestamp(iat, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") \
+        if isinstance(iat, int | float) else NONE
+    version = next((p["version"] for p in events.values()
+                    if isinstance(p, dict) and p.get("version")), NONE)
+    sub = claims.get("sub_id") or {}
+    return [when, _cell(claims.get("txn")), "+".join(event_kind(u) for u in events) or NONE,
+            _cell(sub.get("uri") or sub.get("id")), str(version)]
+
+
+def event_line(cells: list[str]) -> str:
+    """A row padded to fixed widths: a followed stream cannot measure its columns first."""
+    return "  ".join([*(c.ljust(w) for c, w in zip(cells, _WIDTHS, strict=False)),
+                      *cells[len(_WIDTHS):]]).rstrip()
+
+
+def tail_line(line: str) -> tuple[str | None, str | None]:
+    """(what to print, a warning) for one NDJSON line of the server's /events/tail: a SET's
+    claims, a resync notice ({"gap": claims}), a notice of events the server no longer holds
+    in memory ({"missed": ...}), or a heartbeat (an empty line: nothing)."""
+    line = line.strip()
+    if not line:
+        return None, None
+    try:
+        item = json.loads(line)
+    except ValueError:
+        return None, f"warning: not a JSON line from the server: {line[:80]}"
+    if not isinstance(item, dict):
+        return None, None
+    if "gap" in item:
+        detail = next(iter((item["gap"].get("events") or {}).values()), {})
+        return None, (f"warning: RESYNC required: events through position "
+                      f"{detail.get('through', '?')} are gone ({detail.get('reason', '?')}); "
+                      "the receiver must read the snapshot (/events/snapshot)")
+    if "missed" in item:
+        return None, f"warning: {item['missed']}"
+    return event_line(event_row(item)), None
