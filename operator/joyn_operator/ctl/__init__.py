@@ -78,13 +78,16 @@ def add_parsers(sub) -> None:
     p = command("status", "conditions, recent Events, token dates, server activity")
     p.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
 
-    p = command("events", "watch the tenant's event stream (never acknowledging it)")
-    p.add_argument("-f", "--follow", action="store_true", help="keep watching for new events")
-    p.add_argument("--after", type=int, default=0, metavar="SEQ",
-                   help="only events after this stream position (the number that ends an "
-                        "event's jti)")
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text",
-                   help="json: each event's claims as the server sends them, one a line")
+    # `joyn-scim events` is the server's own (`events tail` watches a server by its address);
+    # there, this one stays `kubectl joyn events` only.
+    if "events" not in sub.choices:
+        p = command("events", "watch the tenant's event stream (never acknowledging it)")
+        p.add_argument("-f", "--follow", action="store_true", help="keep watching for new events")
+        p.add_argument("--after", type=int, default=0, metavar="SEQ",
+                       help="only events after this stream position (the number that ends an "
+                            "event's jti)")
+        p.add_argument("-o", "--output", choices=["text", "json"], default="text",
+                       help="json: each event's claims as the server sends them, one a line")
 
     p = command("report", "a support bundle (.tar.gz), every token redacted")
     p.add_argument("-f", "--file", help="where to write it (default: joyn-report-<namespace>-"
