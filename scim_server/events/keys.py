@@ -30,6 +30,10 @@ _ALG = {"P-256": "ES256", "P-384": "ES384"}
 SET_TYPE = "secevent+jwt"  # RFC 8417 §2.3: the "typ" of every SET
 
 
+class NoSigningKey(Exception):
+    """No usable private key is loaded: nothing can be signed until the Secret has one."""
+
+
 @dataclass(frozen=True)
 class SigningKey:
     key: ECKey
@@ -115,6 +119,6 @@ class SigningKeys:
         """A compact JWS of `payload` (the SET's claims as JSON), typed as a SET."""
         key = self.signer()
         if key is None:
-            raise RuntimeError("no event signing key is loaded")
+            raise NoSigningKey("no event signing key is loaded (see the log for why)")
         return jws.serialize_compact({"alg": key.alg, "kid": key.kid, "typ": SET_TYPE},
                                      payload, key.key, algorithms=[key.alg])

@@ -104,22 +104,35 @@ class PushSender:
 
     async def run(self) -> None:
         stream = self.stream
+        stuck: str | None = None  # why the sender cannot even try, said once
         while not stream.closing.is_set():
-            batch = await stream.batch(_BATCH)
-            if not batch.sets:
-                await stream.wait(batch.head, 30)
-                continue
-            delivered: list[str] = []
-            for jti, token in batch.sets.items():
-                result = await self.send(token)
-                if not result.ok:
-                    break
-                delivered.append(jti)
-            if delivered:
-                n = await stream.acknowledge(delivered)
-                self.metrics.events_delivered(n, "push")
-            if len(delivered) < len(batch.sets):
-                await self.back_off(result)
+            try:
+                await self._push_batch()
+                stuck = None
+            except Exception as e:  # no key, a storage failure: the task must not end
+                if stuck != type(e).__name__:
+                    stuck = type(e).__name__
+                    log.error("event push cannot run: retrying", exc_info=True)
+                self.attempt += 1
+                await self.back_off(Outcome(False, "connection", stuck))
+
+    async def _push_batch(self) -> None:
+        stream = self.stream
+        batch = await stream.batch(_BATCH)
+        if not batch.sets:
+            await stream.wait(batch.head, 30)
+            return
+        delivered: list[str] = []
+        for jti, token in batch.sets.items():
+            result = await self.send(token)
+            if not result.ok:
+                break
+            delivered.append(jti)
+        if delivered:
+            n = await stream.acknowledge(delivered)
+            self.metrics.events_delivered(n, "push")
+        if len(delivered) < len(batch.sets):
+            await self.back_off(result)
 
     async def send(self, token: str) -> Outcome:
         headers = {"Content-Type": "application/secevent+jwt", "Accept": "application/json"}

@@ -30,6 +30,7 @@ from ..limits import MAX_POLL_EVENTS
 from ..resources import render
 from ..schemas import GROUP_TYPE, USER_TYPE
 from . import sets
+from .keys import NoSigningKey
 from .stream import EventStream, InvalidJti
 
 EVENTS_PATH = "/events"
@@ -85,6 +86,9 @@ class EventRoutes:
                 return await handler(request)
             except EventsError as e:
                 return error_response(e)
+            except NoSigningKey as e:  # the platform team's to fix; /readyz says so too
+                return error_response(EventsError(503, "invalid_request", str(e),
+                                                  {"Retry-After": "30"}))
         return endpoint
 
     async def jwks(self, request: Request) -> Response:

@@ -187,6 +187,12 @@ def test_readiness_says_what_the_stream_lacks_and_stays_ready_for_entra(tmp_path
             what="readiness saying what the stream lacks")
         assert httpx.get(srv.root + "/readyz").status_code == 200
         assert new_user(srv.scim)  # Entra's provisioning goes on; its events wait
+        write_token(srv.workdir / "receiver-token", srv.receiver_token)
+        wait_until(lambda: srv.poll(returnImmediately=True).status_code == 503,
+                   what="a poll told the key is missing")
+        r = srv.poll(returnImmediately=True)
+        assert "no event signing key" in r.json()["description"]
+        assert r.headers["retry-after"] == "30"
         assert "event signing key file unusable" in srv.logs()
         bad_key.write_text(_new_key_pem())
         write_token(srv.workdir / "receiver-token", srv.receiver_token)

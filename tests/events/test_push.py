@@ -201,3 +201,23 @@ def test_events_wait_for_a_receiver_down_for_a_while_and_survive_a_restart(tmp_p
             back.close()
     finally:
         srv.stop()
+
+
+def test_without_a_signing_key_push_waits_and_says_so_once(tmp_path, receiver):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    key = tmp_path / "key.pem"
+    key.write_text("")
+    srv = pushing(tmp_path, receiver, "--events-signing-key-file", str(key))
+    try:
+        users = [new_user(srv.scim) for _ in range(2)]  # Entra is served all along
+        wait_until(lambda: srv.logs().count("event push cannot run") == 1, what="the error")
+        key.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        wait_until(lambda: len(receiver.delivered()) == 2, timeout=30, what="the pushes")
+        uris = [decode(b.decode(), srv)["sub_id"]["uri"] for b in receiver.delivered()]
+        assert uris == [f"/Users/{u['id']}" for u in users]
+        assert srv.logs().count("event push cannot run") == 1
+    finally:
+        srv.stop()
