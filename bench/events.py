@@ -11,9 +11,10 @@
   (bench/push_receiver_app.py, 202 to every POST) and the server pushes the backlog, one SET a
   request, in order; the rate between its first and last arrival.
 - **An initial cycle**: `--cycle` users (default 100,000) created over 8 connections, as Entra's
-  first cycle does, with the client polling meanwhile in a process of its own; the seconds from
-  the last write until nothing is left unacknowledged; the database file's size before the
-  events are acknowledged, after, and beside a server that never recorded events.
+  first cycle does, with events off, then on with the client polling meanwhile in a process of
+  its own; the seconds from the last write until nothing is left unacknowledged. Then every
+  user is renamed with no receiver listening: the database file's size with all those events
+  waiting, the client's rate draining them, and the size once they are acknowledged.
 
 Usage: python bench/events.py [--seconds 5] [--users 5000] [--events 20000] [--cycle 100000]
 Requires wrk (`make bench` installs it).
@@ -191,14 +192,38 @@ def push(workdir: Path, n: int) -> dict:
             receiver.wait(timeout=30)
 
 
+async def rename_users(t: Target, connections: int = 8) -> None:
+    """A PATCH of every user's displayName, to the same name in capitals: an incremental cycle
+    that touches everyone and leaves the users' own rows as large as they were, so the file's
+    size after the acknowledgements compares with the size before."""
+    async with httpx.AsyncClient(base_url=t.base, headers=t.headers, timeout=120) as c:
+        users: list[tuple[str, str]] = []
+        start = 1
+        while True:
+            page = (await c.get("/Users", params={"startIndex": start, "count": 1000,
+                                                  "attributes": "displayName"})).json()
+            users += [(r["id"], r["displayName"]) for r in page["Resources"]]
+            start += page["itemsPerPage"]
+            if not page["Resources"]:
+                break
+
+        async def worker(k: int) -> None:
+            for uid, name in users[k::connections]:
+                r = await c.patch(f"/Users/{uid}", json={"Operations": [
+                    {"op": "Replace", "path": "displayName", "value": name.upper()}]})
+                r.raise_for_status()
+        await asyncio.gather(*(worker(k) for k in range(connections)))
+
+
 def initial_cycle(workdir: Path, n: int) -> dict:
     plain = start(workdir / "cycle-off", False)
     try:
-        asyncio.run(create_users(plain, n, "cycle"))
+        t0 = time.monotonic()
+        off_rate = n / (asyncio.run(create_users(plain, n, "cycle")) - t0)
     finally:
         stop(plain)
-    floor = (plain.workdir / "scim.db").stat().st_size
     t = start(workdir / "cycle-on", True)
+    db = t.workdir / "scim.db"
     drainer = receiver_process(t, t.base)
     try:
         t0 = time.monotonic()
@@ -206,21 +231,33 @@ def initial_cycle(workdir: Path, n: int) -> dict:
         while backlog(t) > 0:
             time.sleep(0.2)
         drained = time.monotonic() - last_write
-        writes_per_s = n / (last_write - t0)
+        on_rate = n / (last_write - t0)
+    finally:
+        drainer.terminate()
+        drainer.wait(timeout=30)
+    floor = db.stat().st_size
+    # The disk: every user changed while no receiver listens, then drained and acknowledged.
+    asyncio.run(rename_users(t))
+    assert backlog(t) == n
+    full = db.stat().st_size
+    drainer = receiver_process(t, t.base)
+    try:
+        t0 = time.monotonic()
+        while backlog(t) > 0:
+            time.sleep(0.2)
+        backlog_rate = n / (time.monotonic() - t0)
     finally:
         drainer.terminate()
         drainer.wait(timeout=30)
     stop(t)
     # The retention's pass (at start, then once a minute) gives acknowledged events' pages
     # back; a restart runs it now.
-    db = t.workdir / "scim.db"
-    before = db.stat().st_size
     t = start(t.workdir, True)
-    wait_up(t.root + "/healthz", t.proc)
     stop(t)
-    return {"users": n, "writes_per_s": writes_per_s, "drained_after_last_write_s": drained,
-            "db_bytes_without_events": floor, "db_bytes_acked_before_trim": before,
-            "db_bytes_after_trim": db.stat().st_size}
+    return {"users": n, "creates_per_s_events_off": off_rate, "creates_per_s_drained": on_rate,
+            "drained_after_last_write_s": drained, "db_bytes": floor,
+            "db_bytes_with_all_unacked": full, "db_bytes_after_acks": db.stat().st_size,
+            "backlog_drain_events_per_s": backlog_rate}
 
 
 def main() -> int:
@@ -250,11 +287,15 @@ def main() -> int:
             print(f"push of {args.events} events to a {kind}: {rate:.0f} events/s", flush=True)
         if args.cycle:
             c = results["initial_cycle"] = initial_cycle(workdir, args.cycle)
-            print(f"initial cycle of {c['users']} users ({c['writes_per_s']:.0f} creates/s): "
-                  f"drained {c['drained_after_last_write_s']:.1f} s after the last write; "
-                  f"database {c['db_bytes_acked_before_trim'] / 1e6:.1f} MB before the pages "
-                  f"went back, {c['db_bytes_after_trim'] / 1e6:.1f} MB after, "
-                  f"{c['db_bytes_without_events'] / 1e6:.1f} MB without events", flush=True)
+            print(f"initial cycle of {c['users']} users: {c['creates_per_s_events_off']:.0f} "
+                  f"creates/s with events off, {c['creates_per_s_drained']:.0f} on with the "
+                  f"client draining meanwhile; drained {c['drained_after_last_write_s']:.1f} s "
+                  f"after the last write", flush=True)
+            print(f"then every user renamed with no receiver: database "
+                  f"{c['db_bytes'] / 1e6:.1f} MB -> {c['db_bytes_with_all_unacked'] / 1e6:.1f} "
+                  f"MB with {c['users']} events waiting; the client drained them at "
+                  f"{c['backlog_drain_events_per_s']:.0f} events/s; "
+                  f"{c['db_bytes_after_acks'] / 1e6:.1f} MB once acknowledged", flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
