@@ -1,5 +1,6 @@
 """The whole test cluster on this machine, started and stopped in order: the control plane
-(controlplane.py), one real node (node.py: containerd, runc, CNI, kubelet), PVCs that bind
+(controlplane.py), one real node (node.py: containerd, runc, CNI, kubelet, kube-proxy and
+NetworkPolicy enforcement, in a network namespace of its own), PVCs that bind
 (storage.py: local-path-provisioner) and an ingress controller serving HTTPS (ingress.py:
 Traefik). The images the node runs are built here (hack/node/images.sh); nothing is pulled.
 
@@ -158,7 +159,8 @@ def down(workdir: Path) -> None:
     if state_file.exists():
         state = json.loads(state_file.read_text())
         pids = state["pids"]
-        for name in ("ingress", "storage", "node:kubelet"):
+        for name in ("ingress", "storage", "node:network-policies", "node:kube-proxy",
+                     "node:kubelet"):
             if name in pids:
                 _kill(pids[name])
         sock = state["node"]["socket"]

@@ -1,12 +1,13 @@
 """A real Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler. etcd and the controllers listen on 127.0.0.1; the API server on the address it
-is given (the node's: the first address of its Service range, so pods reach it as the
-`kubernetes` Service), port 443. The node that runs its pods is hack/kube/node.py;
+is given (the host's end of the node's link; pods reach it as the `kubernetes` Service, through
+kube-proxy), port 443. The node that runs its pods is hack/kube/node.py;
 hack/kube/cluster.py puts them together with storage and an ingress controller.
 
 The binaries come from hack/kube/build.sh (built from the Go module proxy, cached outside the
 repository). Everything runs in one folder: keys, static tokens (the admin in system:masters,
-the node in system:nodes, the ingress controller with its own RBAC), the API server's
+the node in system:nodes, kube-proxy as system:kube-proxy, the ingress controller and the
+NetworkPolicy agent with their own RBAC), the API server's
 self-signed serving certificate and its client certificate for kubelets, each component's log
 and a kubeconfig.
 """
@@ -31,6 +32,9 @@ import pki
 HERE = Path(__file__).resolve().parent
 NODE_NAME = "joyn-scim-node"  # the one node's name; its kubelet authenticates as system:node:<it>
 INGRESS_USER = "joyn-scim:ingress-controller"  # Traefik's user (hack/kube/ingress.py)
+# kube-proxy's user: the API server's bootstrap policy binds it to system:node-proxier.
+PROXY_USER = "system:kube-proxy"
+NETPOL_USER = "joyn-scim:network-policies"  # kube-network-policies' user (hack/kube/node.py)
 CONTROLLERS = ("garbage-collector-controller,namespace-controller,deployment-controller,"
                "replicaset-controller,serviceaccount-controller,"
                "persistentvolumeclaim-protection-controller,"
@@ -107,6 +111,8 @@ class ControlPlane:
         self.token = ""
         self.node_token = ""
         self.ingress_token = ""
+        self.proxy_token = ""
+        self.netpol_token = ""
         self.kubelet_client_ca: Path | None = None
         self.api_port = 0
         self.etcd_port = 0
@@ -149,8 +155,8 @@ class ControlPlane:
               apiserver_args: tuple[str, ...] = ()) -> ControlPlane:
         """Start every component; if one fails to come up, stop the others before raising.
         `detach`: each in a session of its own, so a terminal's Ctrl-C reaches only our owner.
-        `address` and `service_range`: where the API server listens (port 443) and the Services'
-        ClusterIPs, the range's first address being the API server's own. `apiserver_args`:
+        `address` and `service_range`: where the API server listens (port 443, and the
+        `kubernetes` Service's endpoint) and the Services' ClusterIPs. `apiserver_args`:
         more flags for the API server (the operator benchmark's audit log)."""
         self.address = address or self.address
         self.service_range = service_range or self.service_range
@@ -167,12 +173,14 @@ class ControlPlane:
         sa_key = self.dir / "pki" / "sa.key"
         subprocess.run(["openssl", "genrsa", "-out", str(sa_key), "2048"], check=True,
                        capture_output=True)
-        self.token, self.node_token, self.ingress_token = (secrets.token_urlsafe(32)
-                                                           for _ in range(3))
+        (self.token, self.node_token, self.ingress_token, self.proxy_token,
+         self.netpol_token) = (secrets.token_urlsafe(32) for _ in range(5))
         tokens = self.dir / "pki" / "tokens.csv"
         tokens.write_text(f'{self.token},admin,admin-uid,"system:masters"\n'
                           f'{self.node_token},system:node:{NODE_NAME},node-uid,"system:nodes"\n'
-                          f'{self.ingress_token},{INGRESS_USER},ingress-uid\n')
+                          f'{self.ingress_token},{INGRESS_USER},ingress-uid\n'
+                          f'{self.proxy_token},{PROXY_USER},kube-proxy-uid\n'
+                          f'{self.netpol_token},{NETPOL_USER},network-policies-uid\n')
         os.chmod(tokens, 0o600)
         # The API server's identity towards kubelets (logs, exec); they trust this CA.
         ca = pki.make_ca(self.dir / "pki", "kubelet-client-ca", "joyn-scim kubelet client CA")

@@ -1,24 +1,34 @@
-"""A real Kubernetes node on this machine: containerd + runc + CNI plugins (Debian's packages)
-and a kubelet built from the pinned k8s.io/kubernetes module (hack/kube/build.sh).
+"""A real Kubernetes node on this machine: containerd + runc + CNI plugins (Debian's packages),
+the kubelet and kube-proxy built from the pinned k8s.io/kubernetes module (hack/kube/build.sh),
+and kube-network-policies (hack/node/build.sh) enforcing NetworkPolicies.
 
-Everything it creates is its own and inside its folder, never the host's default paths:
-containerd's config, root, state and socket; runc's state; the kubelet's root, certificates
-and pod logs; the CNI configuration and its IP allocations. What cannot live in the folder is
-named after the node's id and removed on stop: the pod bridge, the cgroup root (one in each
-cgroup v1 hierarchy), the network namespaces of its pods, the CNI cache entries and the
-kubelet's /var/log/containers links. `stop()` tears pods down through the CRI first (crictl,
-so the bridge plugin releases each pod's veth and address), then sweeps whatever a crash left.
+The node has a network namespace of its own (`joyn-scim-<id>`), as a real node has a network
+stack of its own: containerd (so the CNI plugin and every pod's veth), the kubelet, kube-proxy
+and kube-network-policies run in it (`nsenter --net`; the mount namespace stays the host's, so
+containerd's mounts and the pods' network namespaces are where the host sees them). That is what
+lets kube-proxy run at all: its nftables table (`kube-proxy`) and its chains have fixed names,
+so two nodes in one namespace (the test cluster and the demo a test starts, or a second test
+cluster) would rewrite each other's rules; in a namespace each they cannot meet, and everything
+they programmed goes with the namespace when the node stops.
 
-The pod network is one bridge owned by the node with a /24 of its own (10.217.N.0/24); the host
-reaches pod IPs over it directly. The Service range is a /20 of its own (4,096 addresses, room
-for the scale benchmark's 500 tenants: 10.64.0.0/12 cut in sixteenths by N) whose first
-address, the `kubernetes` Service's ClusterIP, the host owns on the
-bridge: the API server listens on it at port 443, so a pod reaches the API exactly where the
-kubelet tells it to (KUBERNETES_SERVICE_HOST/PORT) with no NAT in between. No kube-proxy runs:
-its iptables chains have fixed, machine-wide names, so two clusters here (the test cluster and
-the demo a test starts) would rewrite each other's rules; the ingress controller routes to
-EndpointSlices (pod IPs) and no other ClusterIP is used. No cluster DNS either: the pods that
-run here resolve no names.
+Inside: the pod bridge (`jscim-pods`, 10.217.N.0/24 with the gateway .1, the kubelet's node IP)
+and the node's end (10.218.N.2) of a veth pair to the host (`jscim<id>`, 10.218.N.1, where the
+API server listens on port 443). The Service range is a /20 of its own (4,096 addresses, room
+for the scale benchmark's 500 tenants: 10.64.0.0/12 cut in sixteenths by N); kube-proxy sends
+its ClusterIPs, the `kubernetes` Service's first, to their endpoints, so a pod reaches the API
+where the kubelet tells it to (KUBERNETES_SERVICE_HOST/PORT). The host routes the pod range and
+the Service range into the node (it reaches pod IPs, as the ingress controller does, and
+ClusterIPs); pods route the Service range and the link to their gateway, and nothing else: they
+have no way out of the machine. No cluster DNS: the pods that run here resolve no names.
+
+Everything else the node creates is its own and inside its folder, never the host's default
+paths: containerd's config, root, state and socket; runc's state; the kubelet's root,
+certificates and pod logs; the CNI configuration and its IP allocations. What cannot live in the
+folder is named after the node's id and removed on stop: the node's namespace and its link, the
+cgroup root (one in each cgroup v1 hierarchy), the network namespaces of its pods, the CNI cache
+entries and the kubelet's /var/log/containers links. `stop()` tears pods down through the CRI
+first (crictl, so the bridge plugin releases each pod's veth and address), then sweeps whatever
+a crash left.
 """
 
 from __future__ import annotations
@@ -28,14 +38,15 @@ import json
 import os
 import random
 import secrets
-import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
-from controlplane import NODE_NAME, free_port, log_tail, terminate, wait_for
+from controlplane import NETPOL_USER, NODE_NAME, free_port, log_tail, terminate, wait_for
 
 CNI_BIN = Path("/usr/lib/cni")
 CNI_CACHE = Path("/var/lib/cni")
@@ -46,8 +57,31 @@ DEVICE_PLUGINS = Path("/var/lib/kubelet/device-plugins")  # the kubelet's socket
 # Host folders the runtime or the kubelet create when missing, whatever their configuration
 # says; removed on stop (where empty) unless they were there before the node started.
 HOST_FOLDERS = (Path("/run/containerd"), CNI_CACHE, Path("/var/lib/kubelet"), CONTAINER_LOGS)
-IPTABLES = ("iptables", "ip6tables")
-TABLES = ("filter", "nat", "mangle")
+# Inside the node's namespace, so the same names in every node.
+BRIDGE = "jscim-pods"
+UPLINK = "jscim-host"  # the node's end of its link to the host
+PROXY_HEALTH_PORT = 10256  # kube-proxy's default, free in a namespace of the node's own
+NFQUEUE = 100  # kube-network-policies' default queue; queues are per network namespace
+NETPOL_CHAIN = "JOYN-SCIM-NETWORK-POLICIES"
+NETPOL_RBAC = {
+    "apiVersion": "v1", "kind": "List", "items": [
+        # kube-network-policies' own install.yaml, plus the Events its recorder writes.
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": "joyn-scim-network-policies"},
+         "rules": [
+             {"apiGroups": [""], "resources": ["pods", "namespaces"],
+              "verbs": ["list", "watch"]},
+             {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"],
+              "verbs": ["list", "watch"]},
+             {"apiGroups": ["", "events.k8s.io"], "resources": ["events"],
+              "verbs": ["create", "patch", "update"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": "joyn-scim-network-policies"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": "joyn-scim-network-policies"},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                       "name": NETPOL_USER}]},
+    ]}
 
 
 def _run(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -55,10 +89,11 @@ def _run(*args: str, check: bool = True, timeout: float = 60) -> subprocess.Comp
                           timeout=timeout)
 
 
-def networks(n: int) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Network]:
-    """Cluster N's pod and Service ranges."""
+def networks(n: int) -> tuple[ipaddress.IPv4Network, ...]:
+    """Cluster N's pod range, Service range and host-node link."""
     services = list(ipaddress.ip_network("10.64.0.0/12").subnets(new_prefix=20))[n]
-    return ipaddress.ip_network(f"10.217.{n}.0/24"), services
+    return (ipaddress.ip_network(f"10.217.{n}.0/24"), services,
+            ipaddress.ip_network(f"10.218.{n}.0/30"))
 
 
 def _free_network() -> int:
@@ -73,20 +108,8 @@ def _free_network() -> int:
     free = [n for n in range(1, 255)
             if not any(net.overlaps(u) for net in networks(n) for u in used if u.version == 4)]
     if not free:
-        raise RuntimeError("no free pod and Service ranges for the cluster")
+        raise RuntimeError("no free pod, Service and link ranges for the cluster")
     return random.choice(free)
-
-
-def kube_chains() -> list[list[str]]:
-    """The KUBE-* iptables chains that exist now, as [command, table, chain] (the kubelet makes
-    KUBE-FIREWALL, KUBE-KUBELET-CANARY and KUBE-IPTABLES-HINT)."""
-    out = []
-    for cmd in IPTABLES:
-        for table in TABLES:
-            r = _run(f"{cmd}-save", "-t", table, check=False)
-            out += [[cmd, table, line[1:].split()[0]] for line in r.stdout.splitlines()
-                    if line.startswith(":KUBE-")]
-    return out
 
 
 def cgroup_hierarchies() -> list[Path]:
@@ -101,6 +124,11 @@ def cgroup_hierarchies() -> list[Path]:
     return out
 
 
+def in_netns(netns: str, *argv: str) -> list[str]:
+    """`argv` run in the named network namespace (only that one: the mount namespace stays)."""
+    return ["nsenter", f"--net={NETNS_DIR / netns}", *argv]
+
+
 class Node:
     def __init__(self, cp, kube_bins: Path, node_bins: Path, workdir: Path,
                  images: list[Path]) -> None:
@@ -111,14 +139,18 @@ class Node:
         self.images = images
         self.procs: dict[str, subprocess.Popen] = {}
         self.id = secrets.token_hex(3)
-        self.bridge = f"jscim{self.id}"
+        self.netns = f"joyn-scim-{self.id}"  # the node's network namespace
+        self.link = f"jscim{self.id}"  # the host's end of its link to the node
+        self.bridge = BRIDGE
         self.network = f"joyn-scim-{self.id}"
         self.cgroup_root = f"/joyn-scim-{self.id}"
         self.subnet = ""
         self.gateway = ""
         self.service_range = ""
-        self.api_address = ""  # the `kubernetes` Service's ClusterIP, owned by the host
-        self.chains_before = kube_chains()  # another node's kubelet may share them: kept
+        self.link_range = ""
+        self.api_address = ""  # the host's end of the link, where the API server listens
+        self.node_address = ""  # the node's end
+        self.policies_error = ""  # why NetworkPolicies are not enforced, if they are not
         self.folders_before = [str(f) for f in HOST_FOLDERS if f.exists()]
 
     # -- paths ------------------------------------------------------------------------------
@@ -131,7 +163,8 @@ class Node:
         return self.dir / f"{name}.log"
 
     def logs(self, tail: int = 60) -> str:
-        return "\n".join(log_tail(self.log(n), tail) for n in ("containerd", "kubelet"))
+        return "\n".join(log_tail(self.log(n), tail) for n in (
+            "containerd", "kubelet", "kube-proxy", "network-policies"))
 
     def ctr(self, *args: str, check: bool = True, timeout: float = 300):
         return _run("ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args,
@@ -141,6 +174,10 @@ class Node:
         return _run(str(self.node_bins / "crictl"), "--runtime-endpoint",
                     f"unix://{self.socket}", "--timeout", "20s", *args, check=check,
                     timeout=timeout)
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """A command in the node's network namespace (`ip`, `nft`, `iptables`...)."""
+        return _run(*in_netns(self.netns, *args), check=check)
 
     # -- start ------------------------------------------------------------------------------
 
@@ -163,32 +200,71 @@ class Node:
             self.ctr("images", "import", str(archive))
         self._cgroups()
         self._kubelet()
+        self._kube_proxy()
+        try:
+            self._network_policies()
+        except RuntimeError as e:  # a kernel without nfnetlink_queue or NFQUEUE, say
+            terminate(self.procs.pop("network-policies", None))
+            for rule in (("-D", "POSTROUTING", "-j", NETPOL_CHAIN), ("-F", NETPOL_CHAIN),
+                         ("-X", NETPOL_CHAIN)):
+                self.run("iptables", "-t", "mangle", *rule, check=False)
+            self.policies_error = str(e).splitlines()[0]
+            print(f"node: NetworkPolicies are not enforced: {self.policies_error} "
+                  f"(see {self.log('network-policies')})", file=sys.stderr)
         return self
 
     def create_network(self) -> None:
-        """The pod bridge with its gateway and the API server's address; before the control
-        plane starts, which listens on that address."""
+        """The node's namespace with the pod bridge and its link to the host, whose end is the
+        API server's address; before the control plane starts, which listens there."""
         self.dir.mkdir(parents=True, exist_ok=True)
         n = _free_network()
-        pods, services = networks(n)
+        pods, services, link = networks(n)
         self.subnet, self.gateway = str(pods), str(pods[1])
-        self.service_range, self.api_address = str(services), str(services[1])
-        _run("ip", "link", "add", "name", self.bridge, "type", "bridge")
-        _run("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
-        # /32: the host owns this one address; the rest of the Service range stays unrouted.
-        _run("ip", "addr", "add", f"{self.api_address}/32", "dev", self.bridge)
-        _run("ip", "link", "set", self.bridge, "up")
+        self.service_range, self.link_range = str(services), str(link)
+        self.api_address, self.node_address = str(link[1]), str(link[2])
+        _run("ip", "netns", "add", self.netns)
+        node = ("ip", "-n", self.netns)
+        _run(*node, "link", "set", "lo", "up")
+        _run(*node, "link", "add", BRIDGE, "type", "bridge")
+        _run(*node, "addr", "add", f"{self.gateway}/24", "dev", BRIDGE)
+        _run(*node, "link", "set", BRIDGE, "up")
+        _run("ip", "link", "add", self.link, "type", "veth", "peer", "name", UPLINK,
+             "netns", self.netns)
+        # The API server's address is outside the Service range: kube-proxy rejects a
+        # connection whose destination is still a ClusterIP after its DNAT (it takes it for a
+        # port the Service lacks), which is what the `kubernetes` Service's would be were its
+        # endpoint its own ClusterIP.
+        _run("ip", "addr", "add", f"{self.api_address}/30", "dev", self.link)
+        _run(*node, "addr", "add", f"{self.node_address}/30", "dev", UPLINK)
+        _run("ip", "link", "set", self.link, "up")
+        _run(*node, "link", "set", UPLINK, "up")
+        for dst in (self.subnet, self.service_range):
+            _run("ip", "route", "add", dst, "via", self.node_address, "dev", self.link)
+        # Forwarding: pods to the host and to each other through ClusterIPs. br_netfilter on
+        # the bridge: when kube-proxy sends a pod's connection to a ClusterIP to a pod on the
+        # same bridge, the answer is bridged straight back (same subnet, no routing); only
+        # when bridged packets pass the IP hooks does conntrack see it and put the ClusterIP
+        # back as its source, else the client drops an answer from an address it never
+        # called. (--masquerade-all would also fix it, by routing the answer back through the
+        # node, but would hide the client's address from the server, and a NetworkPolicy
+        # admits by that address.) Both are the kernel's defaults here; set so they hold.
+        self.run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
+                 "net.bridge.bridge-nf-call-iptables=1")
         conf = self.dir / "cni" / "net.d"
         conf.mkdir(parents=True, exist_ok=True)
         (conf / "10-joyn-scim.conflist").write_text(json.dumps({
             "cniVersion": "1.0.0", "name": self.network, "plugins": [{
-                "type": "bridge", "bridge": self.bridge, "isGateway": True, "ipMasq": False,
+                # hairpinMode: a pod that reaches its own Service and is sent to itself gets
+                # the packet back out of the port it came in on (kube-proxy masquerades it).
+                "type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False,
                 "hairpinMode": True, "ipam": {
                     "type": "host-local", "ranges": [[{"subnet": self.subnet,
                                                        "gateway": self.gateway}]],
-                    # Pods route the Service range (the API server) through the host, and
-                    # nothing else: they have no way out of the machine.
-                    "routes": [{"dst": self.service_range, "gw": self.gateway}],
+                    # Pods route the Service range (kube-proxy's ClusterIPs) and the link (the
+                    # host, to answer it) through the node, and nothing else: they have no way
+                    # out of the machine.
+                    "routes": [{"dst": self.service_range, "gw": self.gateway},
+                               {"dst": self.link_range, "gw": self.gateway}],
                     "dataDir": str(self.dir / "cni" / "ipam")}}]}, indent=2))
 
     def _containerd(self, pause_image: str) -> None:
@@ -208,6 +284,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   path = "{d / 'opt'}"
 [{cri}]
   sandbox_image = "{pause_image}"
+  # the node's own loopback: the kubelet, beside it, proxies exec and port-forward to it
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_cdi = false
@@ -274,16 +351,122 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             f"--hostname-override={NODE_NAME}", f"--node-ip={self.gateway}", "--v=1"])
         self._wait("the node to be Ready", self.ready, timeout=120)
 
+    def _kube_proxy(self) -> None:
+        """kube-proxy in nftables mode (the kernel's nf_tables; its rules in a table of its
+        own, `ip kube-proxy`, in the node's namespace). Ready once it answers /healthz, which
+        it does only after its first full sync of Services and EndpointSlices."""
+        d = self.dir / "kube-proxy"
+        d.mkdir(parents=True, exist_ok=True)
+        kubeconfig = self.cp.write_kubeconfig(d / "kubeconfig", "kube-proxy",
+                                              self.cp.proxy_token)
+        config = {
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
+            "mode": "nftables", "clientConnection": {"kubeconfig": str(kubeconfig)},
+            "hostnameOverride": NODE_NAME,
+            # Traffic from outside the pod range to a ClusterIP (the host's) is masqueraded.
+            "clusterCIDR": self.subnet, "detectLocalMode": "ClusterCIDR",
+            "nodePortAddresses": ["primary"],
+            "healthzBindAddress": f"{self.gateway}:{PROXY_HEALTH_PORT}",
+            "metricsBindAddress": "127.0.0.1:10249",
+            # nf_conntrack_max is the machine's (read-only outside the host's namespace): left
+            # alone. The TCP timeouts it sets are the node namespace's own.
+            "conntrack": {"maxPerCore": 0, "min": 0},
+        }
+        (d / "config.json").write_text(json.dumps(config, indent=2))
+        self._spawn("kube-proxy", [str(self.kube_bins / "kube-proxy"),
+                                   f"--config={d / 'config.json'}"])
+        self._wait("kube-proxy's first sync", self.proxy_ready, timeout=60)
+
+    def proxy_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                    f"http://{self.gateway}:{PROXY_HEALTH_PORT}/healthz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def _network_policies(self) -> None:
+        """kube-network-policies: it decides each new connection to or from a pod by the
+        NetworkPolicies, in user space, on the first packet that netfilter queues to it.
+
+        Its own nftables rules cannot be loaded here: they queue with nftables' `queue`
+        statement, and this kernel is built without it (CONFIG_NFT_QUEUE unset; `nft add rule
+        ... queue num 100` fails with "No such file or directory"), so its table is never made:
+        it logs `"syncing nftables rules" error=<conn.Receive: netlink receive: no such file or
+        directory>` at each sync and goes on. The kernel does have the queue itself
+        (nfnetlink_queue) and iptables' NFQUEUE target, so the harness loads the equivalent
+        rule with iptables-nft, in the node's namespace. It queues every new connection of a
+        pod, not only those of pods a policy selects (it has no such set), which costs a trip
+        to user space per connection and decides the same."""
+        d = self.dir / "network-policies"
+        sa = d / "serviceaccount"
+        sa.mkdir(parents=True, exist_ok=True)
+        (sa / "token").write_text(self.cp.netpol_token)
+        (sa / "token").chmod(0o600)
+        shutil.copy(self.cp.ca_file, sa / "ca.crt")
+        self.cp.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(NETPOL_RBAC))
+        # Mirrors its postrouting chain: after kube-proxy's DNAT (the destination is the pod,
+        # not the ClusterIP), before any masquerade (the source is still the client pod).
+        # What it lets through unasked: connections already decided, the node's own root
+        # processes (its `meta skuid 0 accept`: the kubelet's probes), and the host's address,
+        # for the same reason: here the host runs what a node would (the ingress controller,
+        # the operator as a process, the tests).
+        rules = "\n".join([
+            "*mangle", f":{NETPOL_CHAIN} - [0:0]", f"-A POSTROUTING -j {NETPOL_CHAIN}",
+            f"-A {NETPOL_CHAIN} -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN",
+            f"-A {NETPOL_CHAIN} -m owner --uid-owner 0 -j RETURN",
+            f"-A {NETPOL_CHAIN} -s {self.api_address}/32 -j RETURN",
+            # --queue-bypass: while nothing listens (it is starting), connections pass.
+            f"-A {NETPOL_CHAIN} -s {self.subnet} -j NFQUEUE --queue-num {NFQUEUE} "
+            "--queue-bypass",
+            f"-A {NETPOL_CHAIN} -d {self.subnet} -j NFQUEUE --queue-num {NFQUEUE} "
+            "--queue-bypass",
+            "COMMIT", ""])
+        r = subprocess.run(in_netns(self.netns, "iptables-restore", "--noflush"), input=rules,
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"iptables-restore in {self.netns}: {r.stderr.strip()}")
+        # It takes its credentials only from a pod's paths (rest.InClusterConfig); a mount
+        # namespace of its own has them, over a /run of its own, and goes with the process.
+        script = ("mount -t tmpfs -o mode=0755 tmpfs /run && "
+                  "mkdir -p /run/secrets/kubernetes.io && "
+                  'ln -s "$0" /run/secrets/kubernetes.io/serviceaccount && exec "$@"')
+        self._spawn("network-policies", [
+            "unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(sa),
+            str(self.node_bins / "kube-network-policies"), f"--hostname-override={NODE_NAME}",
+            f"--nfqueue-id={NFQUEUE}", "--metrics-bind-address=127.0.0.1:9080",
+            # containerd 1.6 has no NRI; the kernel has the conntrack fix (6.12+) this is for
+            "--disable-nri", "--netfilter-bug-1766-fix=false"],
+            env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+                 "KUBERNETES_SERVICE_HOST": self.api_address, "KUBERNETES_SERVICE_PORT": "443"})
+        self._wait("kube-network-policies to take its queue", self.policies_enforced,
+                   timeout=60)
+
+    def policies_enforced(self) -> bool:
+        """True while kube-network-policies listens on its queue (it starts to only after its
+        caches of NetworkPolicies, namespaces and pods have synced): NetworkPolicies are
+        enforced. When not, `policies_error` says why."""
+        p = self.procs.get("network-policies")
+        if p is None or p.poll() is not None:
+            return False
+        try:
+            queues = Path(f"/proc/{p.pid}/net/netfilter/nfnetlink_queue").read_text()
+        except OSError:
+            return False
+        return any(line.split()[:1] == [str(NFQUEUE)] for line in queues.splitlines())
+
     def ready(self) -> bool:
         node = self.cp.get_json(f"/api/v1/nodes/{NODE_NAME}")
         return any(c["type"] == "Ready" and c["status"] == "True"
                    for c in ((node or {}).get("status") or {}).get("conditions") or [])
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        """`argv` in the node's network namespace, in a session of its own."""
         with open(self.log(name), "ab") as log:
-            self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+            self.procs[name] = subprocess.Popen(in_netns(self.netns, *argv), stdout=log,
+                                                stderr=subprocess.STDOUT,
                                                 stdin=subprocess.DEVNULL, cwd=self.dir,
-                                                start_new_session=True)
+                                                env=env, start_new_session=True)
 
     def _wait(self, what: str, check, timeout: float = 60) -> None:
         wait_for(what, check, self.procs, self.logs, timeout)
@@ -291,11 +474,15 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     # -- stop -------------------------------------------------------------------------------
 
     def stop(self, remove: bool = True, keep_network: bool = False) -> None:
-        """Kubelet first (or it would restart what we stop), then every pod sandbox through the
-        CRI, then containerd; then the sweep for whatever is left. `keep_network`: leave the
-        bridge (and the API server's address on it) for remove_network(), once the API server
-        has stopped: it holds connections to itself there, and without the address its
-        graceful shutdown waits a minute for them."""
+        """The network agents, the kubelet (or it would restart what we stop), every pod
+        sandbox through the CRI, then containerd; then the sweep for whatever is left.
+        kube-proxy's and the policies' rules need no clean-up of their own: they are in the
+        node's namespace and go with it. `keep_network`: leave the namespace and the link (and
+        the API server's address on it) for remove_network(), once the API server has stopped:
+        it holds connections to itself there, and without the address its graceful shutdown
+        waits a minute for them."""
+        terminate(self.procs.pop("network-policies", None))
+        terminate(self.procs.pop("kube-proxy", None))
         terminate(self.procs.pop("kubelet", None))
         if self.socket.exists() and "containerd" in self.procs:
             self.crictl("rmp", "--all", "--force", check=False)
@@ -311,9 +498,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def state(self) -> dict:
-        return {"id": self.id, "bridge": self.bridge, "network": self.network,
-                "cgroup_root": self.cgroup_root, "socket": str(self.socket),
-                "chains_before": self.chains_before, "folders_before": self.folders_before}
+        return {"id": self.id, "netns": self.netns, "link": self.link, "bridge": self.bridge,
+                "network": self.network, "cgroup_root": self.cgroup_root,
+                "socket": str(self.socket), "folders_before": self.folders_before}
 
 
 def _pids_where(match) -> list[int]:
@@ -329,6 +516,56 @@ def _pids_where(match) -> list[int]:
     return out
 
 
+def _same_netns(netns: str):
+    """A test for /proc/<pid>: is that process in the named network namespace?"""
+    try:
+        st = os.stat(NETNS_DIR / netns)
+    except OSError:
+        return lambda proc: False
+
+    def match(proc: Path) -> bool:
+        ns = os.stat(proc / "ns" / "net")
+        return (ns.st_dev, ns.st_ino) == (st.st_dev, st.st_ino)
+    return match
+
+
+def unix_sockets() -> dict[str, str]:
+    """Every bound unix socket on the machine, as inode -> path. /proc/net/unix lists only
+    those of the reader's network namespace, and a node's kubelet and shims are in the node's:
+    so each namespace's list, read through one of its processes."""
+    out, seen = {}, set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ns = os.stat(proc / "ns" / "net").st_ino
+            if ns in seen:
+                continue
+            lines = (proc / "net" / "unix").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        seen.add(ns)
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 7:
+                out[fields[6]] = fields[7]
+    return out
+
+
+def pod_namespaces(state: dict) -> set[str]:
+    """The names of the network namespaces of the node's pods (their veths on its bridge)."""
+    netns = state["netns"]
+    if not (NETNS_DIR / netns).exists():
+        return set()
+    node = ("ip", "-n", netns, "-j")
+    links = json.loads(_run(*node, "link", "show", "master", state["bridge"],
+                            check=False).stdout or "[]")
+    ids = {link.get("link_netnsid") for link in links} - {None}
+    # Namespace ids are per namespace: these are the node's, as the veths' are.
+    named = json.loads(_run(*node, "netns", "list", check=False).stdout or "[]")
+    return {ns["name"] for ns in named if ns.get("id") in ids}
+
+
 def sweep(folder: Path, state: dict, network: bool = True) -> None:
     """Remove what a node made outside its folder, and unmount what it mounted inside it, once
     its kubelet and containerd are stopped. Safe to call twice, and after a crash (reads only
@@ -336,9 +573,10 @@ def sweep(folder: Path, state: dict, network: bool = True) -> None:
     sock = state["socket"]
     cgroup_root = state["cgroup_root"]
     # Shims outlive containerd (they are their own session); the containers' processes sit in
-    # the node's cgroups.
+    # the node's cgroups; kube-proxy and the policies' agent in its namespace.
     victims = _pids_where(lambda p: sock in (p / "cmdline").read_bytes().decode(errors="replace"))
     victims += _pids_where(lambda p: f":{cgroup_root}/" in (p / "cgroup").read_text())
+    victims += _pids_where(_same_netns(state["netns"]))
     for pid in set(victims):
         try:
             os.kill(pid, signal.SIGKILL)
@@ -353,7 +591,6 @@ def sweep(folder: Path, state: dict, network: bool = True) -> None:
     sandbox_ids = [p.name for p in sandboxes.iterdir()] if sandboxes.is_dir() else []
     if network:
         _sweep_network(state)
-    _sweep_iptables(state.get("chains_before") or [])
     mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
     for m in sorted((m for m in mounts if m.startswith(str(folder) + "/")), key=len, reverse=True):
         _run("umount", "-l", m, check=False)
@@ -366,8 +603,7 @@ def sweep(folder: Path, state: dict, network: bool = True) -> None:
     for sandbox in sandbox_ids:  # containerd's own loopback network, one entry a sandbox
         for entry in results.glob(f"cni-loopback-{sandbox}-*"):
             entry.unlink(missing_ok=True)
-    listening = {line.split()[-1] for line in
-                 Path("/proc/net/unix").read_text().splitlines()[1:] if len(line.split()) > 7}
+    listening = set(unix_sockets().values())
     for sockets in (SHIM_SOCKETS, DEVICE_PLUGINS):  # sockets nothing listens on any more
         if sockets.is_dir():
             for sock_file in sockets.iterdir():
@@ -394,25 +630,11 @@ def _remove_empty_folders(root: Path) -> None:
             pass
 
 
-def _sweep_iptables(before: list[list[str]]) -> None:
-    """The KUBE-* chains our kubelet made, and the rules that jump to them."""
-    for cmd, table, chain in kube_chains():
-        if [cmd, table, chain] in before:
-            continue
-        for line in _run(f"{cmd}-save", "-t", table, check=False).stdout.splitlines():
-            if line.startswith("-A ") and f"-j {chain}" in line:
-                _run(cmd, "-t", table, "-D", *shlex.split(line[3:]), check=False)
-        _run(cmd, "-t", table, "-F", chain, check=False)
-        _run(cmd, "-t", table, "-X", chain, check=False)
-
-
 def _sweep_network(state: dict) -> None:
-    """The pods' network namespaces (found through their veths on our bridge), then the bridge."""
-    bridge = state["bridge"]
-    links = _run("ip", "-j", "link", "show", "master", bridge, check=False)
-    ids = {link.get("link_netnsid") for link in json.loads(links.stdout or "[]")}
-    namespaces = json.loads(_run("ip", "-j", "netns", "list", check=False).stdout or "[]")
-    for ns in namespaces:
-        if ns.get("id") in ids:
-            _run("ip", "netns", "delete", ns["name"], check=False)
-    _run("ip", "link", "delete", bridge, check=False)
+    """The pods' network namespaces, the link (its host end takes the node's with it, and the
+    host's routes into the node), then the node's namespace: its bridge, and every rule that
+    kube-proxy, the kubelet and the policies loaded in it."""
+    for name in pod_namespaces(state):
+        _run("ip", "netns", "delete", name, check=False)
+    _run("ip", "link", "delete", state["link"], check=False)
+    _run("ip", "netns", "delete", state["netns"], check=False)

@@ -32,6 +32,7 @@ godebug=$(grep -E '^godebug ' "$upstream" || true)
 rm -f go.sum
 go get "k8s.io/kubernetes/cmd/kube-apiserver@v$V" "k8s.io/kubernetes/cmd/kube-controller-manager@v$V" \
        "k8s.io/kubernetes/cmd/kube-scheduler@v$V" "k8s.io/kubernetes/cmd/kubelet@v$V" \
-       "k8s.io/kubernetes/cmd/kubectl@v$V" "go.etcd.io/etcd/server/v3@$etcd"
+       "k8s.io/kubernetes/cmd/kube-proxy@v$V" "k8s.io/kubernetes/cmd/kubectl@v$V" \
+       "go.etcd.io/etcd/server/v3@$etcd"
 go mod verify
 echo "pinned kubernetes v$V ($(echo "$staging" | wc -w) staging modules at $STAGING_V), etcd $etcd"

@@ -22,6 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack" / "kube"))
+import node as node_module  # noqa: E402
 from cluster import Cluster, missing  # noqa: E402
 from controlplane import ControlPlane, binaries_dir, free_port  # noqa: E402
 
@@ -96,6 +97,60 @@ def control_plane(cluster) -> ControlPlane:
 @pytest.fixture(scope="session")
 def kube(control_plane) -> Kube:
     return Kube(control_plane)
+
+
+@pytest.fixture(scope="session")
+def network_policies_enforced(cluster) -> None:
+    """For a test that needs NetworkPolicies enforced on the node (kube-network-policies,
+    hack/kube/node.py): skips it, saying why, where they are not (fails under CI)."""
+    if not cluster.node.policies_enforced():
+        message = ("the node does not enforce NetworkPolicies: "
+                   f"{cluster.node.policies_error or 'kube-network-policies is not running'}")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+# What a ClientPod runs: each request in turn, one JSON line each, whatever happens.
+CLIENT_SCRIPT = """
+import json, sys, time, urllib.request
+for url, timeout in json.loads(sys.argv[1]):
+    start = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            result = {"status": r.status}
+    except Exception as e:
+        result = {"error": repr(e)}
+    print(json.dumps({"url": url, "seconds": round(time.monotonic() - start, 2), **result}),
+          flush=True)
+"""
+
+
+class ClientPod:
+    """A pod that makes HTTP requests, each with its own client timeout, from a namespace's
+    network identity (what a NetworkPolicy admits or refuses), and reports what each got
+    through its log: {"url", "seconds", "status"} or {"url", "seconds", "error"} (a refusal
+    by NetworkPolicy is a timeout: the connection's packets are dropped). Start several, then
+    read each one's results(), so their requests overlap."""
+
+    def __init__(self, kube: Kube, image: str, namespace: str, name: str,
+                 requests: list[tuple[str, float]]) -> None:
+        self.kube, self.namespace, self.name = kube, namespace, name
+        container = {"name": "client", "image": image, "imagePullPolicy": "Never",
+                     "command": ["python3", "-c", CLIENT_SCRIPT, json.dumps(requests)]}
+        r = kube.create(f"/api/v1/namespaces/{namespace}/pods", {
+            "metadata": {"name": name}, "spec": {
+                "automountServiceAccountToken": False, "restartPolicy": "Never",
+                "containers": [container]}})
+        assert r.status_code == 201, r.text
+
+    def results(self, timeout: float = 120) -> list[dict]:
+        path = f"/api/v1/namespaces/{self.namespace}/pods/{self.name}"
+        eventually(lambda: self.kube.get(path).json()["status"].get("phase") in (
+            "Succeeded", "Failed"), timeout=timeout, what=f"client pod {self.name} to finish")
+        log = self.kube.get(f"{path}/log").text
+        assert self.kube.get(path).json()["status"]["phase"] == "Succeeded", log
+        return [json.loads(line) for line in log.splitlines()]
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -240,20 +295,16 @@ def chart_values(cluster, watch: str, **extra) -> dict:
 
 
 def _session_parts(session) -> dict[str, set[str]]:
-    """What the session cluster's own pods hold on the machine right now: their veths on its
-    bridge, their network namespaces, their CNI results and their shims' sockets. Its pods come
-    and go while a test runs (a tenant's rollout, the provisioner's helper pods), so a check
-    that another cluster left nothing behind leaves these out."""
+    """What the session cluster's own pods hold on the machine right now: their network
+    namespaces, their CNI results and their shims' sockets. Its pods come and go while a test
+    runs (a tenant's rollout, the provisioner's helper pods), so a check that another cluster
+    left nothing behind leaves these out. (Their veths are in the session node's own network
+    namespace, not the host's.)"""
     node = session.node
-    links = json.loads(subprocess.run(["ip", "-j", "link", "show", "master", node.bridge],
-                                      capture_output=True, text=True).stdout or "[]")
     sandboxes = node.dir / "containerd" / "root" / "io.containerd.grpc.v1.cri" / "sandboxes"
     sandbox_ids = [p.name for p in sandboxes.iterdir()] if sandboxes.is_dir() else []
-    listening = {}  # socket inode -> path, for the shims' sockets
-    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
-        fields = line.split()
-        if len(fields) > 7 and fields[7].startswith("/run/containerd/s/"):
-            listening[fields[6]] = fields[7].rsplit("/", 1)[1]
+    listening = {inode: path.rsplit("/", 1)[1] for inode, path in
+                 node_module.unix_sockets().items() if path.startswith("/run/containerd/s/")}
     shim_sockets = set()
     for proc in Path("/proc").iterdir():
         try:
@@ -266,15 +317,17 @@ def _session_parts(session) -> dict[str, set[str]]:
                     shim_sockets.add(listening.get(target[8:-1], ""))
         except OSError:
             continue
-    return {"links": {link["ifname"] for link in links},
-            "netns ids": {link.get("link_netnsid") for link in links},
+    return {"netns": node_module.pod_namespaces(node.state()),
             "cni": (f"{node.network}-", *(f"cni-loopback-{sid}-" for sid in sandbox_ids)),
             "shim sockets": shim_sockets}
 
 
 def machine_state(session) -> dict:
     """What a node could leave on the machine outside its folder, less what the session
-    cluster's own pods hold (`_session_parts`)."""
+    cluster's own pods hold (`_session_parts`). Rules: iptables' (the nf_tables tables that
+    iptables-nft made included) and every other nftables table, such as kube-proxy's or
+    kube-network-policies' had they been loaded in the host's namespace; a node's own go with
+    its namespace, which "netns" sees."""
     def run(*args: str) -> str:
         return subprocess.run(args, capture_output=True, text=True).stdout
 
@@ -285,14 +338,14 @@ def machine_state(session) -> dict:
     own = _session_parts(session)
     namespaces = json.loads(run("ip", "-j", "netns", "list") or "[]")
     return {
-        "links": sorted(link["ifname"] for link in json.loads(run("ip", "-j", "link"))
-                        if link["ifname"] not in own["links"]),
-        "netns": sorted(ns["name"] for ns in namespaces if ns.get("id") not in own["netns ids"]
-                        or ns.get("id") is None),
+        "links": sorted(link["ifname"] for link in json.loads(run("ip", "-j", "link"))),
+        "routes": run("ip", "route", "show", "table", "all").splitlines(),
+        "netns": sorted(ns["name"] for ns in namespaces if ns["name"] not in own["netns"]),
         "iptables": [line for line in run("iptables-save").splitlines()
                      if not line.startswith("#")],
         "ip6tables": [line for line in run("ip6tables-save").splitlines()
                       if not line.startswith("#")],
+        "nftables": run("nft", "--stateless", "list", "ruleset").splitlines(),
         "cni": [f for f in listing("/var/lib/cni/results") if not f.startswith(own["cni"])],
         "host folders": [f for f in ("/run/containerd", "/var/lib/cni", "/var/lib/kubelet",
                                      "/var/log/containers") if Path(f).exists()],

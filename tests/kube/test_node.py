@@ -1,6 +1,7 @@
 """The real node (hack/kube/node.py) and what it brings: containerd + runc + CNI from Debian,
 the kubelet from the pinned module, pod IPs reachable from the host, PVCs that bind through
-the default StorageClass, and a stop that leaves nothing behind on the machine."""
+the default StorageClass, and a stop that leaves nothing behind on the machine. Services and
+NetworkPolicies: test_network.py."""
 
 from __future__ import annotations
 
@@ -117,7 +118,11 @@ def test_stopping_a_cluster_leaves_nothing_behind(tmp_path_factory, cluster):
                    .get("status", {}).get("phase") == "Running", timeout=120,
                    what="the pod to run")
         during = machine_state(cluster)
-        assert during["links"] != before["links"]  # its bridge and the pod's veth exist
+        assert other.node.link in during["links"]  # its link to the host
+        assert other.node.netns in during["netns"]  # the node's own network namespace
+        # ... holding kube-proxy's rules and the NetworkPolicy queue, which go with it.
+        assert other.node.run("nft", "list", "table", "ip", "kube-proxy").returncode == 0
+        assert other.node.policies_enforced() or other.node.policies_error
     finally:
         other.stop()
     nothing_left_behind(cluster, before)
