@@ -31,9 +31,10 @@ test: $(STAMP) lint kube-bins  ## the whole test suite: SCIM, conformance, Kuber
 		$(BIN)/pytest $(PYTEST_ARGS)
 
 # The node's runtime and the image builder, from Debian's packages (as root); a no-op when
-# they are all there.
+# they are all there. nftables: kube-proxy's nftables mode runs `nft` (buildah brings it too,
+# but only as a dependency of a dependency).
 NODE_DEPS := containerd runc containernetworking-plugins buildah debootstrap iptables iproute2 \
-	gcc libc6-dev
+	nftables gcc libc6-dev
 node-deps:  ## install containerd, runc, CNI plugins, buildah, debootstrap (apt-get)
 	@test "$$(dpkg-query -W -f='$${Status}\n' $(NODE_DEPS) 2>/dev/null | grep -c 'ok installed')" \
 		= $(words $(NODE_DEPS)) || { apt-get update -qq && \
