@@ -3,17 +3,22 @@ against a live server. Every assertion must pass except those listed, with a rea
 microsoft-expected-failures.txt."""
 
 import json
+import os
 import subprocess
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from conftest import ServerProcess, write_token
 
 from .expectations import check
 
 HERE = Path(__file__).parent
-COLLECTION = HERE.parents[2] / "shared" / "conformance" / \
-    "microsoft-scim-tests.postman_collection.json"
+# Not in this repository: MICROSOFT_SCIM_TESTS names the file, else it is looked for beside it.
+COLLECTION = Path(os.environ.get("MICROSOFT_SCIM_TESTS") or HERE.parents[2] / "shared" /
+                  "conformance" / "microsoft-scim-tests.postman_collection.json")
+WHERE = ("Microsoft's SCIM Tests Postman collection (github.com/AzureAD/SCIMReferenceCode, "
+         "MIT): set MICROSOFT_SCIM_TESTS to its file")
 NEWMAN = HERE / "node_modules" / ".bin" / "newman"
 # "Get Token" calls the reference code's dev-only /Token endpoint; our token is passed instead.
 FOLDERS = ["Endpoint tests", "User tests", "Group tests", "ComplexAttribute tests",
@@ -34,7 +39,10 @@ def outcomes_of(report: dict) -> dict[str, bool]:
 
 def test_microsoft_scim_tests_collection(tmp_path, capsys):
     assert NEWMAN.exists(), "newman is not installed: run `make test` (npm ci in tests/conformance)"
-    assert COLLECTION.exists(), f"the collection is expected beside this repository: {COLLECTION}"
+    if not COLLECTION.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{COLLECTION} is missing, and CI must run it: {WHERE}")
+        pytest.skip(f"{COLLECTION} is missing: {WHERE}")
     token = write_token(tmp_path / "token")
     srv = ServerProcess(tmp_path, [tmp_path / "token"]).start()
     report_path = tmp_path / "newman.json"
