@@ -195,6 +195,9 @@ class EventRoutes:
                     last = e.seq
                 if len(events) < MAX_POLL_EVENTS:
                     break
+            # What was acknowledged before the watch began is not "missed": follow from the
+            # head the watch began at.
+            last = max(last, state.head)
             while follow and not stream.closing.is_set():
                 events, missed = stream.storage.recent_events(last)
                 if missed:

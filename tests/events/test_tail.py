@@ -61,3 +61,28 @@ def test_joyn_scim_events_tail_prints_a_line_a_change(events_server, tmp_path):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 1 and "authentication_failed" in out.stderr
     assert srv.token not in out.stdout + out.stderr
+
+
+def test_following_after_a_restart_shows_new_events_and_misses_nothing(events_server):
+    """Events acknowledged before the watch began (and before the server restarted) are not
+    'missed': the watch follows from the head it began at."""
+    srv = events_server
+    new_user(srv.scim)
+    srv.drain()
+    srv.stop()
+    srv.start()
+    lines: list[dict] = []
+
+    def follow():
+        with srv.events.stream("GET", "/events/tail", params={"follow": "1"}) as r:
+            for line in r.iter_lines():
+                if line:
+                    lines.append(json.loads(line))
+                    return
+
+    watcher = threading.Thread(target=follow, daemon=True)
+    watcher.start()
+    user = new_user(srv.scim)
+    watcher.join(timeout=20)
+    assert [line.get("sub_id", line)for line in lines] == [
+        {"format": "scim", "uri": f"/Users/{user['id']}"}]
