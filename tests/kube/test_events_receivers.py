@@ -92,10 +92,17 @@ def service_ip(kube, ns: str, name: str) -> str:
     return kube.get(f"/api/v1/namespaces/{ns}/services/{name}").json()["spec"]["clusterIP"]
 
 
-def mirror(cluster, ns: str, pod: str) -> dict:
-    out = cluster.cp.kubectl("-n", ns, "exec", pod, "--", "python", "-c",
-                             "import json, events_mirror as m; "
-                             "print(json.dumps(m.SqliteMirror('/tmp/mirror.db').dump()))")
+def mirror(cluster, ns: str, pod: str) -> dict | None:
+    """The receiver's mirror, read in its pod; None while its container is not running yet
+    (the exec then fails with "container not found")."""
+    try:
+        out = cluster.cp.kubectl("-n", ns, "exec", pod, "--", "python", "-c",
+                                 "import json, events_mirror as m; "
+                                 "print(json.dumps(m.SqliteMirror('/tmp/mirror.db').dump()))")
+    except RuntimeError as e:
+        if "container not found" in str(e) or "not running" in str(e):
+            return None
+        raise
     return normalized(json.loads(out))
 
 
@@ -154,6 +161,10 @@ def test_receivers_in_pods_keep_exact_mirrors_by_poll_and_by_push(
                    what="the Ingress routes the tenant")
 
     # Both receivers have started from their tenant's (empty) snapshot before Entra comes.
+    for mode in ("poll", "push"):
+        eventually(lambda m=mode: all(c.get("ready") for c in kube.get(
+            f"/api/v1/namespaces/{apps['app']}/pods/{m}-mirror").json().get("status", {}).get(
+            "containerStatuses") or [{}]), timeout=120, what=f"the {mode} receiver running")
     for name, mode in ((polled, "poll"), (pushed, "push")):
         eventually(lambda n=name, m=mode: mirror(cluster, apps["app"], f"{m}-mirror") ==
                    server_state(clients[n]), timeout=120, what=f"the {mode} receiver started")
