@@ -11,21 +11,26 @@ import threading
 from conftest import new_user, patch, wait_until
 
 
-def test_tail_shows_the_backlog_and_follows_without_consuming(events_server):
-    srv = events_server
-    first = new_user(srv.scim)
-    lines: list[dict] = []
-
+def following(srv, lines: list[dict], n: int) -> threading.Thread:
+    """`GET /events/tail?follow=1` on a thread, its lines into `lines` until there are `n`."""
     def follow():
         with srv.events.stream("GET", "/events/tail", params={"follow": "1"}) as r:
             for line in r.iter_lines():
-                if line:
+                if line:  # the blank lines are heartbeats
                     lines.append(json.loads(line))
-                if len(lines) == 3:
+                if len(lines) == n:
                     return
 
     watcher = threading.Thread(target=follow, daemon=True)
     watcher.start()
+    return watcher
+
+
+def test_tail_shows_the_backlog_and_follows_without_consuming(events_server):
+    srv = events_server
+    first = new_user(srv.scim)
+    lines: list[dict] = []
+    watcher = following(srv, lines, 3)
     wait_until(lambda: len(lines) == 1, what="the backlog shown")
     second = new_user(srv.scim)
     srv.drain()  # the receiver acknowledges at once: the watcher still sees every event
@@ -72,17 +77,8 @@ def test_following_after_a_restart_shows_new_events_and_misses_nothing(events_se
     srv.stop()
     srv.start()
     lines: list[dict] = []
-
-    def follow():
-        with srv.events.stream("GET", "/events/tail", params={"follow": "1"}) as r:
-            for line in r.iter_lines():
-                if line:
-                    lines.append(json.loads(line))
-                    return
-
-    watcher = threading.Thread(target=follow, daemon=True)
-    watcher.start()
+    watcher = following(srv, lines, 1)
     user = new_user(srv.scim)
     watcher.join(timeout=20)
-    assert [line.get("sub_id", line)for line in lines] == [
+    assert [line.get("sub_id", line) for line in lines] == [
         {"format": "scim", "uri": f"/Users/{user['id']}"}]
