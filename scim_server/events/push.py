@@ -114,7 +114,7 @@ class PushSender:
                     stuck = type(e).__name__
                     log.error("event push cannot run: retrying", exc_info=True)
                 self.attempt += 1
-                await self.back_off(Outcome(False, "connection", stuck))
+                await self.back_off()
 
     async def _push_batch(self) -> None:
         stream = self.stream
@@ -132,7 +132,7 @@ class PushSender:
             n = await stream.acknowledge(delivered)
             self.metrics.events_delivered(n, "push")
         if len(delivered) < len(batch.sets):
-            await self.back_off(result)
+            await self.back_off(result.retry_after)
 
     async def send(self, token: str) -> Outcome:
         headers = {"Content-Type": "application/secevent+jwt", "Accept": "application/json"}
@@ -171,12 +171,12 @@ class PushSender:
         self.attempt += 1
         self.metrics.push_failed(result.reason, self.failing_since)
 
-    async def back_off(self, result: Outcome) -> None:
+    async def back_off(self, retry_after: float | None = None) -> None:
         # Exponential, with half of each step random so many tenants' senders spread out.
         step = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** min(self.attempt - 1, 16))
         delay = step / 2 + random.uniform(0, step / 2)  # noqa: S311 - jitter, not a secret
-        if result.retry_after is not None:
-            delay = max(delay, min(result.retry_after, BACKOFF_MAX))
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, BACKOFF_MAX))
         try:
             await asyncio.wait_for(self.stream.closing.wait(), delay)
         except TimeoutError:

@@ -29,7 +29,6 @@ from ..auth import TokenStore
 from ..limits import MAX_POLL_EVENTS
 from ..resources import render
 from ..schemas import GROUP_TYPE, USER_TYPE
-from . import sets
 from .keys import NoSigningKey
 from .stream import EventStream, InvalidJti
 
@@ -182,10 +181,9 @@ class EventRoutes:
 
         async def lines():
             last = after
-            state = await stream.state()
+            state = await stream.storage.stream_state(counts=False)
             if state.gap:
-                yield _line({"gap": sets.gap_claims(state, int(time.time()), stream.issuer,
-                                                    stream.settings.audience)})
+                yield _line({"gap": stream.gap_claims(state)})
             # The backlog first (what the receiver has not acknowledged), then what commits,
             # from memory: a receiver may acknowledge an event before a watcher reads it.
             while True:

@@ -59,9 +59,10 @@ def parse_jti(stream: str, value: object) -> tuple[str, int] | None:
     if head != stream:
         return None
     kind, seq = ("gap", rest[4:]) if rest.startswith("gap.") else ("event", rest)
-    if not seq.isdigit() or len(seq) > 19:  # ASCII digits only: isdigit alone takes "²"
-        return None
-    return (kind, int(seq)) if seq.isascii() else None
+    # ASCII digits only (isdigit alone takes "²"), and no more than a 64-bit seq holds.
+    if seq.isascii() and seq.isdigit() and len(seq) <= 19:
+        return kind, int(seq)
+    return None
 
 
 def stored(record: dict) -> Stored:

@@ -86,8 +86,7 @@ class EventStream:
         state = await self.storage.stream_state(counts=False)
         out: dict[str, str] = {}
         if state.gap:
-            claims = sets.gap_claims(state, int(time.time()), self.issuer,
-                                     self.settings.audience)
+            claims = self.gap_claims(state)
             out[claims["jti"]] = self.keys.sign(orjson.dumps(claims))
         events = await self.storage.read_events(limit + 1)
         more = len(events) > limit
@@ -112,6 +111,10 @@ class EventStream:
                 await asyncio.get_running_loop().run_in_executor(
                     self._signer, self._sign_all, stream, missing)
         return {sets.jti(stream, e.seq): self._signed[e.seq] for e in events}
+
+    def gap_claims(self, state: StreamState) -> dict:
+        """The resync SET of the stream's gap, before signing."""
+        return sets.gap_claims(state, int(time.time()), self.issuer, self.settings.audience)
 
     def claims(self, stream: str, event: Outboxed) -> dict:
         """An event's SET before signing (what `events tail` shows)."""

@@ -194,8 +194,7 @@ class _Reader:
                 s.members = []
             else:
                 s.groups = []
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i:i + _CHUNK]
+        for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
             if rt.name == "Group":
                 rows = self.db.execute(
@@ -439,10 +438,6 @@ class SqliteStorage(WritePath):
     # never reused, even once every event is acknowledged and the table is empty) are handed
     # out in the order transactions commit.
 
-    def _head(self) -> int:
-        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        return row[0] if row else 0
-
     def _open_stream(self) -> None:
         """The stream's row: made when events are first on. Turning events off and on again
         leaves changes no event tells of, so the receiver is told to resync (a gap)."""
@@ -456,7 +451,7 @@ class SqliteStorage(WritePath):
                 self.db.execute(
                     "UPDATE event_stream SET recording = 1, gap_through = ?, gap_count = -1, "
                     "gap_reason = 'the server ran with events off' WHERE gap_reason IS NULL",
-                    (self._head(),))
+                    (_head(self.db),))
                 self.db.execute("UPDATE event_stream SET recording = 1")
             elif not self.events_on and row[0]:
                 self.db.execute("UPDATE event_stream SET recording = 0")
@@ -487,11 +482,11 @@ class SqliteStorage(WritePath):
             backlog, oldest = self.db.execute(
                 "SELECT count(*), (SELECT iat FROM events ORDER BY seq LIMIT 1) FROM events"
             ).fetchone()
-        return StreamState(row[0], self._head(), backlog, oldest, row[1], row[2], row[3])
+        return StreamState(row[0], _head(self.db), backlog, oldest, row[1], row[2], row[3])
 
     async def trim_events(self, max_age: float, max_count: int) -> int:
         with self._tx():
-            head = self._head()
+            head = _head(self.db)
             keep_from = self.db.execute(
                 "SELECT seq FROM events WHERE iat >= ? ORDER BY seq LIMIT 1",
                 (int(time.time() - max_age),)).fetchone()
@@ -526,13 +521,13 @@ class SqliteStorage(WritePath):
                     extra={"events": count, "through": through, "reason": reason})
 
     async def wait_for_events(self, after: int, timeout: float) -> bool:
-        if self._head() > after:
+        if _head(self.db) > after:
             return True
         try:
             await asyncio.wait_for(self._event_commits.wait(), timeout)
         except TimeoutError:
             pass
-        return self._head() > after
+        return _head(self.db) > after
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[_Snapshot]:
@@ -578,9 +573,7 @@ class _WriteTx:
             "DELETE FROM group_members WHERE value = ? RETURNING group_id", (id,)).fetchall()]
 
     async def record(self, iat: int, records: list[dict]) -> list[Outboxed]:
-        head = self.db.execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        txn = (head[0] if head else 0) + 1
+        txn = _head(self.db) + 1
         saved = [Outboxed(txn + i, txn, iat, r) for i, r in enumerate(records)]
         self.db.executemany("INSERT INTO events (seq, txn, iat, record) VALUES (?, ?, ?, ?)",
                             [(e.seq, txn, iat, orjson.dumps(e.record)) for e in saved])
@@ -646,8 +639,7 @@ class _WriteTx:
             if ch.kind in ("add", "replace"):
                 self._add_members(group_id, ch.members, delta)
             elif ch.kind == "remove":
-                for i in range(0, len(ch.values), _CHUNK):
-                    chunk = ch.values[i:i + _CHUNK]
+                for chunk in _chunks(ch.values):
                     self._gone(delta, self.db.execute(
                         f"DELETE FROM group_members WHERE group_id = ? AND value IN "
                         f"({','.join('?' * len(chunk))}) {member_rows}", (group_id, *chunk)))
@@ -686,8 +678,7 @@ class _WriteTx:
         # point lookups only (the group's other members are never read).
         found: dict[str, tuple] = {}
         ids = list(wanted)
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i:i + _CHUNK]
+        for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
             for mid, type_, present, display in self.db.execute(
                     f"SELECT r.id, 'User', m.value IS NOT NULL, m.display FROM users r "
@@ -717,6 +708,12 @@ class _WriteTx:
                 "ON CONFLICT (group_id, value) DO UPDATE SET display = excluded.display", rows)
 
 
+def _head(db: sqlite3.Connection) -> int:
+    """The last seq the outbox handed out (0 for none), as AUTOINCREMENT keeps it."""
+    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    return row[0] if row else 0
+
+
 def _chunks(values: list) -> Iterator[list]:
     for i in range(0, len(values), _CHUNK):
         yield values[i:i + _CHUNK]
@@ -738,8 +735,7 @@ class _Snapshot:
     def begin(self) -> None:
         db = self.reads.db
         db.execute("BEGIN")  # the first read below fixes what every later one sees
-        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        self.position = row[0] if row else 0
+        self.position = _head(db)
         stream = db.execute("SELECT stream FROM event_stream").fetchone()
         self.stream = stream[0] if stream else ""
 
