@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve test lint bench bench-events bench-operator client clean node-deps kube-bins image dev-cluster dev-cluster-down \
+.PHONY: demo serve test lint bench bench-events bench-operator chart client kubectl-joyn clean node-deps kube-bins image dev-cluster dev-cluster-down \
 	kind-up kind-down test-e2e
 
 $(STAMP): pyproject.toml client/pyproject.toml tests/conformance/package-lock.json
@@ -28,6 +28,10 @@ lint: $(STAMP)  ## ruff, and the layering in .importlinter
 test: $(STAMP) lint kube-bins  ## the whole test suite: SCIM, conformance, Kubernetes on a real node
 	KUBE_BINS_DIR=$$(hack/kube/build.sh) TOOLS_BINS_DIR=$$(hack/tools/build.sh) \
 		NODE_BINS_DIR=$$(hack/node/build.sh) MONITORING_BINS_DIR=$$(hack/monitoring/build.sh) \
+		CERT_MANAGER_BINS_DIR=$$(hack/cert-manager/build.sh) \
+		LUA_BINS_DIR=$$(hack/lua/build.sh) \
+		REGISTRY_BINS_DIR=$$(hack/registry/build.sh) \
+		KREW_BINS_DIR=$$(hack/krew/build.sh) \
 		$(BIN)/pytest $(PYTEST_ARGS)
 
 # The node's runtime and the image builder, from Debian's packages (as root); a no-op when
@@ -43,10 +47,14 @@ node-deps:  ## install containerd, runc, CNI plugins, buildah, debootstrap (apt-
 # Kubernetes and the node's tools from the Go module proxy (versions pinned in hack/kube,
 # hack/tools and hack/node), and the node's images (hack/node/images.sh), cached outside the
 # repository; a no-op when already built.
-kube-bins: node-deps  ## build or reuse the Kubernetes binaries, helm, kubeconform, kind, promtool, traefik, local-path-provisioner, crictl and the images
+kube-bins: node-deps  ## build or reuse the Kubernetes binaries, helm, kubeconform, kind, promtool, the Argo CD health runner, a registry, krew, traefik, local-path-provisioner, crictl and the images
 	hack/kube/build.sh
 	hack/tools/build.sh
 	hack/monitoring/build.sh
+	hack/cert-manager/build.sh
+	hack/lua/build.sh
+	hack/registry/build.sh
+	hack/krew/build.sh
 	hack/node/build.sh
 	hack/node/images.sh
 
@@ -85,9 +93,22 @@ bench-events: $(STAMP)  ## the event stream: write cost, poll drain, push, a 100
 bench-operator: $(STAMP) kube-bins  ## the operator with 500 tenants: cold start, idle, restart (ARGS="--baseline REF")
 	KUBE_BINS_DIR=$$(hack/kube/build.sh) $(BIN)/python bench/operator_scale.py $(ARGS)
 
+# The chart as an artifact: dist/joyn-scim-<version>.tgz, for `helm push ... oci://<registry>`.
+# Its CRD is a copy of crds/ (no link, so the package carries it): refused when they differ.
+CHART_DIST ?= dist
+chart:  ## package the Helm chart into dist/ (helm from hack/tools)
+	@cmp -s crds/joynscimtenants.scim.sevenlakes.com.yaml charts/joyn-scim/files/crd.yaml || { \
+		echo "chart: charts/joyn-scim/files/crd.yaml differs from crds/; copy it:" >&2; \
+		echo "  cp crds/joynscimtenants.scim.sevenlakes.com.yaml charts/joyn-scim/files/crd.yaml" >&2; \
+		exit 1; }
+	$$(hack/tools/build.sh)/helm package charts/joyn-scim -d $(CHART_DIST)
+
 client: $(STAMP)  ## the wheel the Joyn FSM application installs: dist/joyn_scim_events-*.whl
 	$(BIN)/python -m pip wheel -q --no-deps -w dist client/
 	@ls dist/joyn_scim_events-*.whl
+
+kubectl-joyn: $(STAMP)  ## kubectl joyn without a checkout: dist/kubectl-joyn (a zipapp), its krew archive and dist/krew/joyn.yaml, the wheel
+	PYTHON=$(BIN)/python packaging/build-kubectl-joyn.sh
 
 clean:
 	rm -rf $(VENV) dist joyn-scim-data joyn-scim-demo .pytest_cache .ruff_cache

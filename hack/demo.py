@@ -146,10 +146,14 @@ one node running the tenant's pod from the image built here, and Traefik serving
   {kubectl} -n {NAMESPACE} logs deploy/{name}-scim
   The success rep's commands (kubectl runs kubectl-joyn from {Path(sys.executable).parent}):
   export PATH={Path(sys.executable).parent}:$PATH
+  {kubectl} joyn -n {NAMESPACE} tenants -o wide
   {kubectl} joyn -n {NAMESPACE} test-connection {name} --address {cluster.ingress.address} \\
        --cacert {ca_file}
   {kubectl} joyn -n {NAMESPACE} handover {name}
+  {kubectl} joyn -n {NAMESPACE} credentials {name} --reveal
   {kubectl} joyn -n {NAMESPACE} rotate {name} --overlap 1h
+  {kubectl} joyn -n {NAMESPACE} handover {name} --rotation
+  (The handover message never holds the token: send it by another channel.)
 
 For scripts: {OUT / 'connection.env'}. Ctrl-C stops everything.
 """, flush=True)

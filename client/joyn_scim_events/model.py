@@ -3,7 +3,7 @@
 An `Event` is one verified SET read as a change to one resource; a `Snapshot` is every user and
 group at one stream position. The wire format they come from (RFC 9967 SETs with joyn-scim's
 two payload members, `resource` and `memberChanges`) is described in the server's
-scim_server/events/sets.py and in the README's "For the Joyn FSM application".
+scim_server/events/sets.py and in docs/events.md.
 """
 
 from __future__ import annotations

@@ -162,6 +162,11 @@ class Node:
     def log(self, name: str) -> Path:
         return self.dir / f"{name}.log"
 
+    @property
+    def registry_hosts(self) -> Path:
+        """containerd's hosts folder: how it reaches each registry (hosts.toml)."""
+        return self.dir / "containerd" / "certs.d"
+
     def logs(self, tail: int = 60) -> str:
         return "\n".join(log_tail(self.log(n), tail) for n in (
             "containerd", "kubelet", "kube-proxy", "network-policies"))
@@ -302,6 +307,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 [{cri}.cni]
   bin_dir = "{CNI_BIN}"
   conf_dir = "{self.dir / 'cni' / 'net.d'}"
+# A folder per registry host (<host:port>/hosts.toml), read at each pull: a test adds the
+# registry it runs (tests/kube/test_pull_secrets.py) without restarting containerd.
+[{cri}.registry]
+  config_path = "{self.registry_hosts}"
 """)
         self._spawn("containerd", ["containerd", "--config", str(d / "config.toml")])
         self._wait("containerd", lambda: self.socket.exists() and self.ctr(

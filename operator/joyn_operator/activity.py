@@ -4,9 +4,10 @@ users, groups, 401s in the last hour) and, when its event stream is on, the stre
 why, resync required), read from its server's /metrics every minute.
 
 The operator connects to the server pod's address directly (its NetworkPolicy admits the
-operator's pods, README), so reps need no port-forward and no Prometheus. Status is written
-only when a figure changed, or at the latest every STALE, so 500 quiet tenants cost a few
-writes a minute. Entra sends nothing when nothing changed: an old lastRequestAt is a hint.
+operator's pods, docs/platform/install.md), so reps need no port-forward and no Prometheus.
+Status is written only when a figure changed, or at the latest every STALE, so 500 quiet
+tenants cost a few writes a minute. Entra sends nothing when nothing changed: an old
+lastRequestAt is a hint.
 
 `parse`, `next_activity` and `next_events` are pure; `poll` is the loop the operator runs.
 """

@@ -19,7 +19,6 @@ SPEC_DEFAULTS: dict[str, object] = {
     "ingress.tls.issuerRef.group": "cert-manager.io",
     "token.existingSecretRef.key": "token",
     "token.previousTokenValidFor": "72h",
-    "storage.size": "1Gi",
     "storage.deletionPolicy": "Retain",
     "server.logLevel": "info",
     "networkPolicy.enabled": True,
@@ -39,6 +38,25 @@ SPEC_DEFAULTS: dict[str, object] = {
 # server's resources when spec.server.resources is unset (the CRD's description says these).
 SERVER_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
 
+# The settings a platform team may default for every tenant (the chart's
+# operator.tenantDefaults, JOYN_OPERATOR_TENANT_DEFAULTS, shaped like a tenant's spec); a
+# tenant's own value wins. None of them may have a CRD default: the API server would write it
+# into every stored tenant, which would then look as if the tenant had set it, and the
+# operator's default would never apply. Their built-in defaults live in BUILTIN_DEFAULTS.
+OPERATOR_DEFAULTS = ("server.resources", "server.nodeSelector", "server.tolerations",
+                     "server.affinity", "server.topologySpreadConstraints",
+                     "server.priorityClassName", "server.podLabels", "server.podAnnotations",
+                     "server.imagePullSecrets", "storage.size", "storage.storageClassName")
+BUILTIN_DEFAULTS: dict[str, object] = {"server.resources": SERVER_RESOURCES, "storage.size": "1Gi"}
+# server.imagePullSecrets name Secrets in each tenant's namespace: referenced, never copied.
+# (Deviating from CloudNativePG, which copies its operator's pull secret into every operand
+# namespace.) A copy would need the operator to read Secrets in its own namespace and write a
+# registry credential into 200 customer namespaces, where the rep role (get secrets) and every
+# namespace admin could read it; a platform team provisions those namespaces anyway (GitOps,
+# External Secrets, a namespace template), and the same name in each is all a reference needs.
+# A referenced Secret that is missing makes the kubelet pull without it, so the tenant says
+# ImagePullBackOff and recovers by itself once the Secret exists (the kubelet retries).
+
 
 def spec_value(spec: dict, dotted: str):
     """spec's value at `dotted` (e.g. "ingress.tls.enabled"), else its default, else None."""
@@ -48,3 +66,15 @@ def spec_value(spec: dict, dotted: str):
         if node is None:
             return SPEC_DEFAULTS.get(dotted)
     return node
+
+
+def tenant_value(spec: dict, dotted: str, operator_defaults: dict[str, object]
+                 ) -> tuple[object, bool]:
+    """(value, defaulted) of one of OPERATOR_DEFAULTS: the tenant's own (even an empty list or
+    map: a tenant may opt out of a default that way), else the operator's, else the built-in
+    one; defaulted is True unless the value is the tenant's."""
+    value = spec_value(spec, dotted)
+    if value is not None:
+        return value, False
+    value = operator_defaults.get(dotted)
+    return (value if value is not None else BUILTIN_DEFAULTS.get(dotted)), True

@@ -77,7 +77,7 @@ def children(t: ResolvedTenant) -> list[dict]:
     """Every child except the token Secret (whose values need the cluster), in apply order."""
     wanted = tuple(name for name in CHILD_TEMPLATES
                    if (name != "ingress.yaml" or t.ingress.managed)
-                   and (name != "networkpolicy.yaml" or t.admitted_namespaces))
+                   and (name != "networkpolicy.yaml" or t.network_policy))
     # The resolved tenant as JSON is the cache key: an unchanged tenant (every resync) costs
     # a lookup and a copy, ~0.1 ms, instead of rendering and parsing YAML again, ~4 ms.
     key = json.dumps([wanted, t], default=_plain)

@@ -23,6 +23,7 @@ from .config import is_glob, metrics_host_port
 from .keys import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from .kube import path
 from .reconcile import Claim, reconcile
+from .route import RouteChecker
 from .status import next_deadline
 from .tenant import ResolvedTenant, references, resolve
 from .tokens import Event
@@ -73,10 +74,20 @@ async def _reconcile_once(body: dict, key: tuple[str, str], memo: kopf.Memo) -> 
     started = time.perf_counter()
     try:
         status = await reconcile(body, memo.kube, memo.config, emit, memo.locks,
-                                 claims=lambda route: memo.routes.get(route, ()))
+                                 claims=lambda route: memo.routes.get(route, ()),
+                                 rollout=memo.rollout,
+                                 route=memo.route_check.problem if memo.get("route_check")
+                                 else None)
     except Exception:
         metrics.observe(key, {}, started, ok=False)
         raise
+    finally:
+        # Tenants waiting for a place in a server image rollout that one has just freed.
+        for namespace, name in memo.rollout.woken():
+            task = asyncio.create_task(_run({"metadata": {"namespace": namespace,
+                                                          "name": name}}, memo))
+            memo.wakeups.add(task)
+            task.add_done_callback(memo.wakeups.discard)
     metrics.observe(key, status, started, ok=True)
     _schedule_deadline(key, status, memo)
 
@@ -132,6 +143,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, tenant_rou
     # and the deadline wake-ups run outside kopf's handlers.
     memo.routes = tenant_routes
     memo.resync = asyncio.create_task(_resync(memo))
+    if memo.config.route_check_address:
+        async def wake(key: tuple[str, str]) -> None:
+            await _run({"metadata": {"namespace": key[0], "name": key[1]}}, memo)
+        memo.route_check = RouteChecker(memo.config, memo.kube, wake)
+        memo.route_check_task = asyncio.create_task(memo.route_check.run())
     if memo.config.activity_seconds:
         memo.activity = asyncio.create_task(activity.poll(memo))
 
@@ -173,7 +189,8 @@ async def _resync(memo: kopf.Memo) -> None:
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_) -> None:
-    for task in [memo.get("resync"), memo.get("activity"), *memo.deadlines.values()]:
+    for task in [memo.get("resync"), memo.get("activity"), memo.get("route_check_task"),
+                 *memo.deadlines.values()]:
         if task:
             task.cancel()
     await memo.kube.close()
@@ -232,6 +249,20 @@ async def referenced_secret(event: dict, memo: kopf.Memo, tenant_refs: kopf.Inde
         await _reconcile_all(tenants, memo)
 
 
+@kopf.on.event("cert-manager.io", "v1", "certificates")
+async def referenced_certificate(event: dict, memo: kopf.Memo, tenant_refs: kopf.Index,
+                                 **_) -> None:
+    """The Certificate cert-manager's ingress-shim made for a tenant's Ingress changed (it
+    became Ready, or failed). Without cert-manager's CRDs kopf serves no such watch (it warns
+    once) and the operator works on; CRDs installed later are watched after a restart, and
+    read by every reconcile until then."""
+    meta = (event.get("object") or {}).get("metadata") or {}
+    tenants = tenant_refs.get(("Certificate", meta.get("namespace"), meta.get("name")), ())
+    if tenants:
+        memo.cache.seen(event.get("type"), event["object"])
+        await _reconcile_all(tenants, memo)
+
+
 @kopf.on.event("networking.k8s.io", "v1", "ingressclasses")
 async def referenced_ingress_class(event: dict, memo: kopf.Memo, tenant_refs: kopf.Index,
                                    **_) -> None:
@@ -247,6 +278,9 @@ async def tenant_event(event: dict, memo: kopf.Memo, tenant_routes: kopf.Index, 
     memo.cache.seen(event.get("type"), event["object"])
     if event.get("type") != "DELETED":
         return
+    if memo.get("route_check"):
+        meta = event["object"]["metadata"]
+        memo.route_check.forget((meta["namespace"], meta["name"]))
     t = _resolved(event["object"], memo)
     if t is not None and t.ingress.managed:
         claims = tenant_routes.get((t.ingress.host, t.ingress.path), ())

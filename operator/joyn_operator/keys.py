@@ -1,6 +1,6 @@
 """The names other tools and people see: label keys and values, annotations, Secret keys.
 
-Defined once here; the chart's alerts, the README and the tests use the same strings.
+Defined once here; the chart's alerts, the docs and the tests use the same strings.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on
 
 # Annotations a person sets on a tenant.
 PAUSED_ANNOTATION = f"{GROUP}/paused"  # "true": leave the children alone
+# "true": the server follows the operator's server image at once, whatever the rollout policy.
+UPDATE_SERVER_IMAGE_ANNOTATION = f"{GROUP}/update-server-image"
 ROTATE_ANNOTATION = f"{GROUP}/rotate-token"  # a new value: rotate the token once
 # With a rotation: how long the replaced token stays valid this once (else the spec's value).
 ROTATE_OVERLAP_ANNOTATION = f"{GROUP}/rotate-token-overlap"

@@ -28,6 +28,7 @@ KINDS = {
     "Event": ("/api/v1", "events"),
     "Deployment": ("/apis/apps/v1", "deployments"),
     "Ingress": ("/apis/networking.k8s.io/v1", "ingresses"),
+    "Certificate": ("/apis/cert-manager.io/v1", "certificates"),  # read only: cert-manager's
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "JoynScimTenant": ("/apis/scim.sevenlakes.com/v1alpha1", "joynscimtenants"),
 }

@@ -25,7 +25,8 @@ def add_parser(sub) -> None:
         "operator", help=HELP,
         description="Run the operator that deploys one SCIM server per JoynScimTenant. "
                     "Configured by JOYN_OPERATOR_* variables (domain, image, ingress class, "
-                    "TLS issuer, namespaces, ...; see the README); these flags win over them.")
+                    "TLS issuer, namespaces, ...; see docs/platform/reference.md); these flags "
+                    "win over them.")
     p.add_argument("--namespace", "-n", action="append", dest="namespaces",
                    help="watch this namespace (repeatable; globs allowed). Default: "
                         "JOYN_OPERATOR_WATCH_NAMESPACES, else all namespaces")
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
     import kopf
 
-    from . import handlers  # registers the handlers
+    from . import handlers, rollout  # handlers registers the handlers
     from .cache import CachedKube, ObjectCache
     from .kube import Kube
     from .login import Login
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     cache = ObjectCache()
     memo = kopf.Memo(config=cfg, login=login, kube=CachedKube(Kube(login), cache), cache=cache,
                      locks=KeyedLocks(), deadlines={}, resync=None, activity=None, routes={},
-                     queued=set(), again=set(),
+                     queued=set(), again=set(), rollout=rollout.Gate(), wakeups=set(),
                      gate=asyncio.Semaphore(handlers.CONCURRENT_RECONCILES))
     kopf.run(standalone=True, clusterwide=cfg.clusterwide,
              namespaces=list(cfg.watch_namespaces), liveness_endpoint=cfg.liveness_endpoint or None,

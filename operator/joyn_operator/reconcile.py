@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -17,12 +18,15 @@ from typing import NamedTuple
 
 from . import KIND
 from .activity import EVENTS_OBSERVED
+from .certificates import certificate_problem, tls_secret_problem
 from .config import OperatorConfig
 from .desired import children, generated_secret, token_secret
 from .keys import DESIRED_DIGEST, SIGNING_KEY_KEY, TOKEN_KEY
 from .kube import FIELD_MANAGER, Kube, KubeError, path, secret_data
+from .rollout import Gate, choose_image, rolled
+from .route import Target as RouteTarget
 from .status import Observed, conditions, merge_patch
-from .tenant import Names, ResolvedTenant, Rotation, resolve
+from .tenant import Names, ResolvedTenant, Rotation, resolve, with_claim
 from .tokens import EVENTS_TOKEN, SIGNING_KEY, TOKEN, Event, Kind, TokenState, fmt, next_state
 
 OTHER_STATUS = frozenset({"kopf", "activity"})  # status keys a reconcile leaves alone
@@ -43,6 +47,10 @@ class Claim(NamedTuple):
 
 # The claims on a (host, path): the handlers' kopf index of every watched tenant's route.
 ClaimsFn = Callable[[tuple[str, str]], Iterable[Claim]]
+# The route check's verdict on a tenant (route.RouteChecker.problem): given the tenant and
+# what to check (None: it is not otherwise ready), (reason, message) or None.
+RouteFn = Callable[[tuple[str, str], RouteTarget | None], tuple[str, str] | None]
+CERTIFICATE_API = "/apis/cert-manager.io/v1"
 
 
 class KeyedLocks:
@@ -72,7 +80,8 @@ class KeyedLocks:
 
 async def reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
                     locks: KeyedLocks, claims: ClaimsFn = lambda route: (),
-                    now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> dict:
+                    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                    rollout: Gate | None = None, route: RouteFn | None = None) -> dict:
     """Bring one tenant's children to their desired state and write its status.
 
     Serialised per tenant: create/update handlers, child events and the periodic resync may
@@ -82,9 +91,11 @@ async def reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
     async with locks.hold(key):
         # Re-read: the body a child event carries may be stale by the time the lock is ours.
         fresh = await kube.get(path(KIND, *key))
+        rollout = rollout if rollout is not None else Gate()
         if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+            rollout.forget(key, cfg.rollout.batch_size)  # a place in a rollout is freed
             return {}
-        return await _reconcile(fresh, kube, cfg, emit, claims, now())
+        return await _reconcile(fresh, kube, cfg, emit, claims, now(), rollout, route)
 
 
 class NameConflict(Exception):
@@ -119,10 +130,19 @@ def _current(before: dict | None, obj: dict) -> bool:
         _project(before, obj) == obj
 
 
+# Fields the API server treats as atomic (a Service's selector and a pod's nodeSelector are
+# `mapType=atomic`, a LabelSelector is `structType=atomic`): an apply replaces them whole, so
+# a key somebody added is ours to remove and they are compared whole. A key added by hand to
+# an ordinary map (labels, annotations) is left alone by an apply, so it is not compared.
+ATOMIC_FIELDS = frozenset({"selector", "nodeSelector", "podSelector", "namespaceSelector",
+                           "labelSelector"})
+
+
 def _project(value, shape):
     """`value` cut down to the fields `shape` has (the fields the operator sets)."""
     if isinstance(shape, dict) and isinstance(value, dict):
-        return {k: _project(value.get(k), v) for k, v in shape.items()}
+        return {k: value.get(k) if k in ATOMIC_FIELDS else _project(value.get(k), v)
+                for k, v in shape.items()}
     if isinstance(shape, list) and isinstance(value, list) and len(shape) == len(value):
         return [_project(v, s) for v, s in zip(value, shape, strict=True)]
     return value
@@ -152,8 +172,9 @@ async def _rival(t: ResolvedTenant, body: dict, claims: ClaimsFn, kube: Kube) ->
 
 
 async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
-                     claims: ClaimsFn, now: datetime) -> dict:
-    t = resolve(body, cfg)
+                     claims: ClaimsFn, now: datetime, rollout: Gate,
+                     route: RouteFn | None = None) -> dict:
+    t, pending_image = await _settled(resolve(body, cfg), kube, cfg, rollout)
     rival = await _rival(t, body, claims, kube)
     old_status = body.get("status") or {}
     conflicts: list[str] = []
@@ -213,23 +234,22 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
 
     # -- observe and write status ---------------------------------------------------------------
     pods = await kube.list(path("Pod", t.namespace), t.pod_selector)
+    if rolled(pods, t.server.image):
+        rollout.settled((t.namespace, t.name), cfg.rollout.batch_size)
     ing = applied.get("Ingress")
     class_exists = None
     class_name = ((ing or {}).get("spec") or {}).get("ingressClassName")
     if class_name:
         class_exists = await kube.get(
             f"/apis/networking.k8s.io/v1/ingressclasses/{class_name}") is not None
-    tls_exists = None
-    tls = t.ingress.tls
-    if ing and tls and not tls.issuer:
-        tls_exists = await kube.get(path("Secret", t.namespace, tls.secret_name)) is not None
+    tls_problem = await _tls_problem(t, kube, now) if ing else None
     observed = Observed(url=t.url, token_present=token_present,
                         token_missing=None if token_present else _missing_token(t, secret),
                         deployment=applied.get("Deployment"), pods=pods,
                         pvc=applied.get("PersistentVolumeClaim"),
                         ingress_wanted=t.ingress.wanted,
                         ingress=ing, ingress_class_exists=class_exists,
-                        tls_secret_exists=tls_exists, apply_errors=apply_errors,
+                        tls_problem=tls_problem, apply_errors=apply_errors,
                         conflicts=conflicts,
                         host_conflict=None if rival is None else (
                             f"{t.ingress.host}{t.ingress.path} is served by tenant "
@@ -238,16 +258,31 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
                         token_replaced_at=state.replaced_at if state else None,
                         events_problem=push_missing)
     previous_until = state.previous_valid_until if state else None
+
+    def conditions_now() -> list[dict]:
+        return conditions(observed, paused=t.paused, previous_valid_until=previous_until,
+                          previous_count=len(state.previous) if state else 0,
+                          generation=t.generation, previous=old_status.get("conditions"),
+                          now=now)
+
+    conds = conditions_now()
+    if route is not None:
+        # Entra's Test Connection through the ingress controller (route.py), only once all
+        # else is ready: before that the conditions already say what is wrong.
+        ready = conds[0]["status"] == "True" and t.ingress.managed and t.url
+        observed.route_problem = route((t.namespace, t.name), RouteTarget(
+            t.url, t.namespace, t.token.secret_name, t.token.key) if ready else None)
+        if observed.route_problem:
+            conds = conditions_now()
     status: dict = {
         "observedGeneration": t.generation,
         "tokenSecretRef": {"name": t.token.secret_name, "key": t.token.key},
-        "conditions": conditions(observed, paused=t.paused, previous_valid_until=previous_until,
-                                 previous_count=len(state.previous) if state else 0,
-                                 generation=t.generation, previous=old_status.get("conditions"),
-                                 now=now),
+        "conditions": conds,
     }
     if t.url:
         status["url"] = t.url
+    status["server"] = {"image": t.server.image,
+                        **({"pendingImage": pending_image} if pending_image else {})}
     if state:
         status["token"] = {**_lifecycle(state, "previousTokens"),
                            **({"replacedAt": fmt(state.replaced_at)} if state.replaced_at
@@ -282,6 +317,71 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
     if transient is not None:
         raise transient  # after the status says what failed: kopf retries with its back-off
     return status
+
+
+async def _settled(t: ResolvedTenant, kube: Kube, cfg: OperatorConfig, rollout: Gate
+                   ) -> tuple[ResolvedTenant, str | None]:
+    """`t` as what already runs decides it: the existing claim's size and class where the
+    tenant has only defaults, and the server's image by the rollout policy (rollout.py);
+    with the default image it is held back from, if any."""
+    pvc = await kube.get(path("PersistentVolumeClaim", t.namespace, t.names.pvc))
+    if pvc is not None and _ours(pvc, t):
+        t = with_claim(t, pvc)
+    deployment = await kube.get(path("Deployment", t.namespace, t.names.deployment))
+    running = _image(deployment) if deployment is not None and _ours(deployment, t) else None
+    key = (t.namespace, t.name)
+    choice = choose_image(t.server.spec_image, t.server.default_image, running, cfg.rollout,
+                          t.server.update_requested,
+                          admit=lambda: not t.paused and rollout.admit(
+                              key, cfg.rollout.batch_size))
+    if t.server.spec_image:
+        rollout.settled(key, cfg.rollout.batch_size)  # it follows the default image no more
+    return dataclasses.replace(t, server=dataclasses.replace(t.server, image=choice.image)), \
+        choice.pending
+
+
+def _image(deployment: dict) -> str | None:
+    containers = ((deployment.get("spec") or {}).get("template") or {}).get("spec", {}).get(
+        "containers") or [{}]
+    return containers[0].get("image")
+
+
+async def _tls_problem(t: ResolvedTenant, kube: Kube, now: datetime) -> tuple[str, str] | None:
+    """What keeps the tenant's certificate from serving its host (certificates.py)."""
+    tls = t.ingress.tls
+    if tls is None or t.ingress.host is None:
+        return None
+    if tls.issuer is None:
+        secret = await kube.get(path("Secret", t.namespace, tls.secret_name))
+        return tls_secret_problem(tls.secret_name, t.ingress.host, secret, now)
+    issuer = tls.issuer
+    what = f"{issuer.kind} {issuer.name}"
+    try:
+        certificate = await kube.get(path("Certificate", t.namespace, tls.secret_name))
+        served = certificate is not None or await kube.get(CERTIFICATE_API) is not None
+        ready = certificate is not None and any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (certificate.get("status") or {}).get("conditions") or [])
+        requests: list[dict] = []
+        issuer_obj = None
+        if certificate is not None and not ready:
+            # Read only while it is not Ready: why it is not.
+            uid = certificate["metadata"].get("uid")
+            requests = [r for r in await kube.list(
+                f"{CERTIFICATE_API}/namespaces/{t.namespace}/certificaterequests")
+                if any(o.get("uid") == uid for o in r["metadata"].get("ownerReferences") or [])]
+            if issuer.group == "cert-manager.io":
+                issuer_obj = await kube.get(
+                    f"{CERTIFICATE_API}/clusterissuers/{issuer.name}"
+                    if issuer.kind == "ClusterIssuer" else
+                    f"{CERTIFICATE_API}/namespaces/{t.namespace}/issuers/{issuer.name}")
+    except KubeError as e:
+        if e.status != 403:
+            raise
+        return ("CertificatePending", f"The operator may not read cert-manager's objects "
+                f"({e.message}): give it the chart's permissions on cert-manager.io")
+    return certificate_problem(tls.secret_name, what, certificate, requests, issuer_obj,
+                               served=served)
 
 
 def _lifecycle(state: TokenState, count: str) -> dict:

@@ -1,8 +1,9 @@
 """Status aggregation as a pure function: the children's observed state -> metav1.Condition list.
 
 Reasons name the real cause (ImagePullBackOff, CrashLoopBackOff, VolumePending,
-IngressClassNotFound, TLSSecretMissing, ...) so that `kubectl get jst -o wide` tells a platform
-engineer why a tenant is not ready without reading logs.
+IngressClassNotFound, TLSSecretMissing, CertificatePending, RouteUnreachable, ...) so that
+`kubectl get jst -o wide` tells a platform engineer why a tenant is not ready without reading
+logs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ class Observed:
     ingress_wanted: bool = True
     ingress: dict | None = None
     ingress_class_exists: bool | None = None  # None: no class named, nothing to check
-    tls_secret_exists: bool | None = None  # None: no TLS, or cert-manager is issuing it
+    # (reason, message) of a certificate that keeps Entra out (certificates.py): cert-manager's
+    # Certificate not Ready, or the user's own TLS Secret missing, expired or for another host.
+    tls_problem: tuple[str, str] | None = None
+    # (reason, message) of the operator's own Test Connection through the ingress controller
+    # (route.py): RoutePending before its first answer, RouteUnreachable when it failed. None:
+    # it passed, or the check is off.
+    route_problem: tuple[str, str] | None = None
     apply_errors: list[str] = field(default_factory=list)  # children the API server refused
     conflicts: list[str] = field(default_factory=list)  # names taken by objects not ours
     host_conflict: str | None = None  # an older tenant serves the same host and path
@@ -92,14 +99,14 @@ def _ingress(o: Observed) -> dict:
         cls = (o.ingress.get("spec") or {}).get("ingressClassName")
         return _cond("IngressReady", False, "IngressClassNotFound",
                      f"IngressClass {cls!r} does not exist in the cluster")
-    if o.tls_secret_exists is False:
-        tls = ((o.ingress.get("spec") or {}).get("tls") or [{}])[0]
-        return _cond("IngressReady", False, "TLSSecretMissing",
-                     f"TLS Secret {tls.get('secretName')!r} does not exist in the namespace")
+    if o.tls_problem:
+        return _cond("IngressReady", False, *o.tls_problem)
     lb = ((o.ingress.get("status") or {}).get("loadBalancer") or {}).get("ingress")
     if not lb:
         return _cond("IngressReady", False, "IngressPending",
                      "Waiting for the ingress controller to admit the Ingress")
+    if o.route_problem:
+        return _cond("IngressReady", False, *o.route_problem)
     return _cond("IngressReady", True, "IngressReady", f"Serving {o.url}")
 
 
@@ -141,8 +148,9 @@ def conditions(o: Observed, *, paused: bool, previous_valid_until: datetime | No
     if o.token_replaced_at:
         failure = ("TokenReplaced", f"The token Secret was deleted at {fmt(o.token_replaced_at)} "
                    "and a new token made: Entra's token no longer works. Give the customer's "
-                   f"Entra admin the new token, then set the annotation {REPLACED_ACK_ANNOTATION} "
-                   "to a new value")
+                   "Entra admin the new token (kubectl joyn handover --rotation), then "
+                   f"kubectl joyn acknowledge (or set the annotation {REPLACED_ACK_ANNOTATION} "
+                   "to a new value)")
     if o.host_conflict:
         failure = ("HostConflict", o.host_conflict)
     if o.conflicts:

@@ -7,6 +7,7 @@ these values, and the reconcile and status code read them from here.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -14,7 +15,7 @@ from scim_server.durations import parse_duration
 
 from . import GROUP, KIND, VERSION
 from .config import OperatorConfig
-from .defaults import SERVER_RESOURCES, spec_value
+from .defaults import spec_value, tenant_value
 from .keys import (
     APP_NAME,
     CLUSTER_ISSUER_ANNOTATION,
@@ -36,6 +37,7 @@ from .keys import (
     ROTATE_SIGNING_KEY_OVERLAP_ANNOTATION,
     SERVER_COMPONENT,
     TOKEN_KEY,
+    UPDATE_SERVER_IMAGE_ANNOTATION,
 )
 
 
@@ -114,17 +116,28 @@ class Storage:
     size: str
     class_name: str | None
     retained: bool  # deletionPolicy Retain: the claim and token Secret outlive the tenant
+    # Which of "size" and "class_name" are defaults, not the tenant's: an existing claim keeps
+    # its own (with_claim), so a changed operator default never resizes 200 volumes nor hits
+    # the claim's immutable storage class.
+    defaulted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Server:
-    image: str
+    image: str  # the image to run; the rollout (rollout.py) decides it from the two below
+    spec_image: str | None  # spec.server.image
+    default_image: str  # the operator's server image
+    update_requested: bool  # the update-server-image annotation is "true"
     log_level: str
     resources: dict
     node_selector: dict | None
     tolerations: list | None
     affinity: dict | None
-    pod_annotations: dict | None
+    topology_spread: list | None
+    priority_class: str | None
+    pod_labels: dict[str, str]  # the operator's, then the tenant's, then the standard ones
+    pod_annotations: dict | None  # the operator's, then the tenant's
+    image_pull_secrets: list | None  # [{name}]: the tenant's, else the operator's
 
 
 @dataclass(frozen=True)
@@ -203,20 +216,31 @@ class ResolvedTenant:
     # The operator's own pods, also admitted (to read /metrics): (namespace, pod labels).
     admitted_operator: tuple[str, dict[str, str]] | None
     events: Events | None = None  # None: spec.events.enabled is false
+    # NetworkPolicy peers of the ingress controller (spec.networkPolicy.ingressFrom, else the
+    # operator's), admitted besides admitted_namespaces; empty: it is admitted by namespace.
+    ingress_from: tuple[dict, ...] = ()
 
     @property
     def pod_selector(self) -> str:
         return ",".join(f"{k}={v}" for k, v in self.selector.items())
 
+    @property
+    def network_policy(self) -> bool:
+        """Whether the tenant gets a NetworkPolicy (spec.networkPolicy.enabled)."""
+        return bool(self.admitted_namespaces or self.ingress_from)
+
 
 def references(t: ResolvedTenant) -> list[tuple[str, str, str]]:
     """(kind, namespace, name) of what the tenant needs but the operator does not make: a
-    bring-your-own token Secret, a TLS Secret of the user's, the IngressClass."""
+    bring-your-own token Secret, a TLS Secret of the user's, the IngressClass, the Certificate
+    cert-manager makes for the Ingress."""
     out = []
     if not t.token.own:
         out.append(("Secret", t.namespace, t.token.secret_name))
     if t.ingress.managed and t.ingress.tls and not t.ingress.tls.issuer:
         out.append(("Secret", t.namespace, t.ingress.tls.secret_name))
+    if t.ingress.managed and t.ingress.tls and t.ingress.tls.issuer:
+        out.append(("Certificate", t.namespace, t.ingress.tls.secret_name))
     if t.ingress.managed and t.ingress.class_name:
         out.append(("IngressClass", "", t.ingress.class_name))
     if t.events and t.events.push and t.events.push.authorization:
@@ -240,8 +264,9 @@ def resolve(body: dict, cfg: OperatorConfig) -> ResolvedTenant:
         url = f"{scheme}://{ingress.host}{ingress.path}"
     byo = spec_value(spec, "token.existingSecretRef")
     admitted: tuple[str, ...] = ()
+    ingress_from: tuple[dict, ...] = ()
     if spec_value(spec, "networkPolicy.enabled"):
-        admitted = (spec_value(spec, "networkPolicy.ingressNamespace") or cfg.ingress_namespace,)
+        ingress_from, admitted = _ingress_admission(spec, cfg)
         if cfg.monitoring_namespace and cfg.monitoring_namespace not in admitted:
             admitted += (cfg.monitoring_namespace,)
     return ResolvedTenant(
@@ -258,24 +283,85 @@ def resolve(body: dict, cfg: OperatorConfig) -> ResolvedTenant:
                "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True},
         ingress=ingress,
         url=url,
-        storage=Storage(size=str(spec_value(spec, "storage.size")),
-                        class_name=spec_value(spec, "storage.storageClassName"),
-                        retained=spec_value(spec, "storage.deletionPolicy") == "Retain"),
-        server=Server(image=spec_value(spec, "server.image") or cfg.server_image,
-                      log_level=spec_value(spec, "server.logLevel"),
-                      resources=spec_value(spec, "server.resources") or SERVER_RESOURCES,
-                      node_selector=spec_value(spec, "server.nodeSelector"),
-                      tolerations=spec_value(spec, "server.tolerations"),
-                      affinity=spec_value(spec, "server.affinity"),
-                      pod_annotations=spec_value(spec, "server.podAnnotations")),
+        storage=_storage(spec, cfg),
+        server=_server(spec, annotations, labels, cfg),
         token=Token(secret_name=byo["name"] if byo else names.secret,
                     key=spec_value(spec, "token.existingSecretRef.key") if byo else TOKEN_KEY,
                     own=not byo),
         admitted_namespaces=admitted,
         admitted_operator=(cfg.pod_namespace, cfg.pod_labels)
-        if admitted and cfg.pod_namespace and cfg.pod_labels else None,
+        if (admitted or ingress_from) and cfg.pod_namespace and cfg.pod_labels else None,
         events=_events(spec, names, annotations) if spec_value(spec, "events.enabled") else None,
+        ingress_from=ingress_from,
     )
+
+
+def _ingress_admission(spec: dict, cfg: OperatorConfig) -> tuple[tuple[dict, ...], tuple[str, ...]]:
+    """(peers, namespaces) the NetworkPolicy admits the ingress controller by. The tenant's
+    own setting wins over the operator's, and a list of peers (namespace and pod selectors, or
+    an address block) over a namespace's name: the most specific the user wrote."""
+    own_peers = spec_value(spec, "networkPolicy.ingressFrom")
+    if own_peers:
+        return tuple(own_peers), ()
+    own_namespace = spec_value(spec, "networkPolicy.ingressNamespace")
+    if own_namespace:
+        return (), (own_namespace,)
+    if cfg.ingress_from:
+        return cfg.ingress_from, ()
+    return (), (cfg.ingress_namespace,)
+
+
+def _storage(spec: dict, cfg: OperatorConfig) -> Storage:
+    size, size_defaulted = tenant_value(spec, "storage.size", cfg.tenant_defaults)
+    class_name, class_defaulted = tenant_value(spec, "storage.storageClassName",
+                                               cfg.tenant_defaults)
+    return Storage(size=str(size), class_name=class_name,
+                   retained=spec_value(spec, "storage.deletionPolicy") == "Retain",
+                   defaulted=(("size",) if size_defaulted else ())
+                   + (("class_name",) if class_defaulted else ()))
+
+
+def with_claim(t: ResolvedTenant, pvc: dict | None) -> ResolvedTenant:
+    """`t` with the size and storage class of its existing claim wherever `t` has only a
+    default: the operator's defaults are for new volumes (a claim's class cannot change; a
+    default that grows would resize every volume whose class allows it, and fail the others)."""
+    if pvc is None or not t.storage.defaulted:
+        return t
+    spec = pvc.get("spec") or {}
+    kept = {"size": ((spec.get("resources") or {}).get("requests") or {}).get("storage"),
+            "class_name": spec.get("storageClassName")}
+    changes = {k: kept[k] for k in t.storage.defaulted if k == "class_name" or kept[k]}
+    return dataclasses.replace(t, storage=dataclasses.replace(t.storage, **changes))
+
+
+def _server(spec: dict, annotations: dict[str, str], labels: dict[str, str],
+            cfg: OperatorConfig) -> Server:
+    def value(dotted: str):
+        return tenant_value(spec, dotted, cfg.tenant_defaults)[0]
+
+    def merged(dotted: str) -> dict[str, str]:
+        """Maps of labels and annotations merge key by key, the tenant's over the operator's
+        (as the Ingress's annotations do): a tenant adds one without repeating the rest."""
+        return {**(cfg.tenant_defaults.get(dotted) or {}), **(spec_value(spec, dotted) or {})}
+
+    spec_image = spec_value(spec, "server.image")
+    return Server(image=spec_image or cfg.server_image, spec_image=spec_image,
+                  default_image=cfg.server_image,
+                  update_requested=annotations.get(UPDATE_SERVER_IMAGE_ANNOTATION) == "true",
+                  log_level=spec_value(spec, "server.logLevel"),
+                  resources=value("server.resources"),
+                  node_selector=value("server.nodeSelector"),
+                  tolerations=value("server.tolerations"),
+                  affinity=value("server.affinity"),
+                  topology_spread=value("server.topologySpreadConstraints"),
+                  priority_class=value("server.priorityClassName"),
+                  # The standard labels last: they select the pod (the Service and the
+                  # Deployment's immutable selector), so no pod label may replace them.
+                  pod_labels={**merged("server.podLabels"), **labels},
+                  pod_annotations=merged("server.podAnnotations") or None,
+                  # Replaces the operator's list, not merged with it: a tenant pulling from
+                  # another registry (or a public image) can then drop the platform's ([]).
+                  image_pull_secrets=value("server.imagePullSecrets"))
 
 
 def _events(spec: dict, names: Names, annotations: dict[str, str]) -> Events:

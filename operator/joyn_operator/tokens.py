@@ -82,8 +82,9 @@ TOKEN = Kind(
     reason="Token", noun="token", current_key=TOKEN_KEY, previous_key=PREVIOUS_TOKEN_KEY,
     generate=new_token, generated="Generated the tenant's bearer token",
     lost="The token Secret was deleted, so a new token was generated: the token Entra holds no "
-         "longer works. Give the customer's Entra admin the new token, then acknowledge with "
-         f"the annotation {REPLACED_ACK_ANNOTATION}=<any new value>",
+         "longer works. Give the customer's Entra admin the new token (kubectl joyn handover "
+         "--rotation), then acknowledge: kubectl joyn acknowledge, or the annotation "
+         f"{REPLACED_ACK_ANNOTATION}=<any new value>",
     acknowledged=True)
 EVENTS_TOKEN = Kind(
     reason="EventsToken", noun="event receiver token", current_key=TOKEN_KEY,

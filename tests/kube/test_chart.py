@@ -1,6 +1,6 @@
 """The Helm chart (charts/joyn-scim): lint, strict validation against the pinned Kubernetes
-version, the schema refusing typos, the CRD's single source, the roles matching the README's
-table; then installed on the real cluster: the operator in a pod under its own ServiceAccount,
+version, the schema refusing typos, the CRD's single source, the roles matching the docs'
+tables; then installed on the real cluster: the operator in a pod under its own ServiceAccount,
 `helm test`, the permissions it really has, a tenant served, upgrade and uninstall."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import tarfile
 import pytest
 import yaml
 from joyn_operator.config import OperatorConfig
+from joyn_operator.rollout import RolloutPolicy
 
 from .conftest import CHART, CRD_PATH, ROOT, Helm, chart_values, eventually
 from .kubeconform import validate, write_schemas
@@ -27,9 +28,25 @@ EVERYTHING = {
                                "quoted": "a \"b\", c=d"},
         "tlsIssuer": {"name": "letsencrypt", "kind": "Issuer", "group": "example.io"},
         "ingressNamespace": "ingress", "monitoringNamespace": "monitoring",
+        "ingressFrom": [{"namespaceSelector": {"matchLabels": {"team": "edge"}},
+                         "podSelector": {"matchLabels": {"app": "nginx"}}},
+                        {"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.0.9.0/24"]}}],
+        "routeCheck": {"address": "ingress-nginx-controller.ingress-nginx.svc:443",
+                       "periodSeconds": 120},
         "watchNamespaces": ["team-a", "team-b"], "resyncSeconds": 42.5, "activitySeconds": 30,
         "logLevel": "debug",
-        "serverImage": "registry.example/joyn-scim-server:1"},
+        "serverImage": "registry.example/joyn-scim-server:1",
+        "serverImageRollout": {"policy": "OptIn", "batchSize": 3},
+        "tenantDefaults": {
+            "server": {"resources": {"requests": {"cpu": "20m"}},
+                       "nodeSelector": {"pool": "scim"},
+                       "tolerations": [{"key": "scim", "operator": "Exists"}],
+                       "affinity": {"podAntiAffinity": {}},
+                       "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone",
+                                                      "whenUnsatisfiable": "ScheduleAnyway"}],
+                       "priorityClassName": "tenants", "podLabels": {"team": "p"},
+                       "podAnnotations": {"a": "b"}, "imagePullSecrets": [{"name": "reg"}]},
+            "storage": {"size": "2Gi", "storageClassName": "gp3"}}},
     "metrics": {"port": 9090, "serviceMonitor": {"enabled": True, "labels": {"team": "p"}},
                 "prometheusRule": {"enabled": True}},
     "health": {"port": 9091},
@@ -69,8 +86,8 @@ def find(objs: list[dict], kind: str, name: str | None = None) -> list[dict]:
 
 
 def documented_permissions() -> list[dict]:
-    """The README's permission table, as rows {group, resource, verbs, scope}."""
-    text = (ROOT / "README.md").read_text()
+    """The install guide's permission table, as rows {group, resource, verbs, scope}."""
+    text = (ROOT / "docs" / "platform" / "install.md").read_text()
     table = text.split("<!-- permissions -->")[1].split("<!-- /permissions -->")[0]
     rows = []
     for line in table.strip().splitlines()[2:]:
@@ -140,9 +157,12 @@ def test_the_chart_ships_the_crd_from_crds_byte_for_byte(helm, tmp_path):
     [crd] = find(docs(helm.template()), "CustomResourceDefinition")
     assert crd["spec"] == source["spec"]
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    # Kept from Argo CD's pruning too (deleting the CRD deletes every tenant).
+    assert crd["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false"
     [loose] = find(docs(helm.template(values={"crds": {"keep": False}})),
                    "CustomResourceDefinition")
-    assert "helm.sh/resource-policy" not in (loose["metadata"].get("annotations") or {})
+    assert not {"helm.sh/resource-policy", "argocd.argoproj.io/sync-options"} & \
+        (loose["metadata"].get("annotations") or {}).keys()
     assert not find(docs(helm.template(values={"crds": {"enabled": False}})),
                     "CustomResourceDefinition")
 
@@ -177,7 +197,7 @@ def test_roles_hold_exactly_the_documented_permissions_and_no_wildcard(helm):
 
 
 def test_the_rep_role_holds_exactly_the_documented_permissions(helm):
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "reps.md").read_text()
     table = text.split("<!-- rep-permissions -->")[1].split("<!-- /rep-permissions -->")[0]
     documented = set()
     for line in table.strip().splitlines()[2:]:
@@ -205,7 +225,13 @@ def test_the_operator_values_map_one_to_one_onto_its_config(helm):
         watch_namespaces=tuple(op["watchNamespaces"]), resync_seconds=op["resyncSeconds"],
         activity_seconds=op["activitySeconds"], log_level=op["logLevel"],
         metrics_address="0.0.0.0:9090", liveness_endpoint="http://0.0.0.0:9091/healthz",
-        pod_namespace="ops", pod_labels=deployment["spec"]["selector"]["matchLabels"])
+        pod_namespace="ops", pod_labels=deployment["spec"]["selector"]["matchLabels"],
+        rollout=RolloutPolicy("OptIn", 3),
+        ingress_from=tuple(op["ingressFrom"]), route_check_address=op["routeCheck"]["address"],
+        route_check_seconds=op["routeCheck"]["periodSeconds"],
+        tenant_defaults={f"{section}.{key}": value
+                         for section, fields in op["tenantDefaults"].items()
+                         for key, value in fields.items()})
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "registry.example/joyn-scim@sha256:" + "a" * 64
     # Unset, the tenants' servers run the operator's own image.
@@ -226,9 +252,10 @@ def test_monitoring_renders_in_auto_mode_only_where_it_is_served(helm):
         ["PodMonitor", "PrometheusRule", "ServiceMonitor"]
     [rule] = find(served, "PrometheusRule")
     alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
-    readme = (ROOT / "README.md").read_text().split("### Alerts and what to do")[1]
+    runbook = (ROOT / "docs" / "platform" / "monitoring.md").read_text().split(
+        "## Alerts and what to do")[1]
     for alert in alerts:  # each has a runbook paragraph
-        assert f"**{alert}**" in readme, alert
+        assert f"**{alert}**" in runbook, f"{alert}: no runbook in docs/platform/monitoring.md"
 
 
 def test_the_operator_service_selects_the_operator_pod_and_not_the_test_pod(helm):
@@ -269,7 +296,7 @@ class Release:
 @pytest.fixture(scope="module")
 def release(helm, kube, cluster, tenant_crd, request):
     """The chart installed in a namespace of its own, watching one tenant namespace, adopting
-    the CRD the session applied with kubectl (the README's migration step)."""
+    the CRD the session applied with kubectl (docs/platform/upgrade.md's migration step)."""
     crd = "crd/joynscimtenants.scim.sevenlakes.com"
     ns, tenants = kube.namespace("joyn-scim-system"), kube.namespace("tenants")
     cluster.cp.kubectl("label", "--overwrite", crd, "app.kubernetes.io/managed-by=Helm")

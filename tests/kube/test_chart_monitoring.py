@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scim_server.metrics import EventMetrics, Metrics
 from scim_server.storage import StreamState
 
-from .conftest import CHART
+from .conftest import CHART, kube_version
 from .test_chart import docs, find
 
 PLURALS = {"ServiceMonitor": "servicemonitors", "PodMonitor": "podmonitors",
@@ -66,7 +66,10 @@ def test_auto_mode_renders_what_the_cluster_serves_and_its_crds_accept_it(
 # -- the alerts, through promtool ---------------------------------------------------------------
 
 def rendered(helm) -> tuple[dict, dict, dict]:
+    # --kube-version: this helm is built without the release's default (it says v1.20),
+    # below the chart's kubeVersion.
     objs = docs(helm.run("template", RELEASE, str(CHART), "-n", NAMESPACE,
+                         "--kube-version", kube_version(),
                          "--set", "metrics.serviceMonitor.enabled=true",
                          "--set", "metrics.prometheusRule.enabled=true").stdout)
     [rule] = find(objs, "PrometheusRule")

@@ -30,7 +30,8 @@ def test_minimal_tenant_gets_defaults(kube, tenants):
     spec = r.json()["spec"]
     assert spec["ingress"] == {"enabled": True, "path": "/scim/v2"}
     assert spec["token"] == {"previousTokenValidFor": "72h"}
-    assert spec["storage"] == {"size": "1Gi", "deletionPolicy": "Retain"}
+    # No size: a stored default would hide the operator's (tenantDefaults) for ever.
+    assert spec["storage"] == {"deletionPolicy": "Retain"}
     assert spec["server"] == {"logLevel": "info"}
     assert spec["networkPolicy"] == {"enabled": True}
     # The event stream is off, with the server's own defaults shown (scim_server/events).
@@ -118,6 +119,17 @@ def test_full_tenant_is_accepted_and_unknown_fields_pruned(kube, tenants):
     ("zero-retention", {"events": {"retention": {"maxEvents": 0}}},
      "spec.events.retention.maxEvents"),
     ("bad-audience", {"events": {"audience": "joyn fsm"}}, "spec.events.audience"),
+    # The server pod's scheduling and pull settings.
+    ("pull-secret-no-name", {"server": {"imagePullSecrets": [{}]}},
+     "spec.server.imagePullSecrets[0].name: Required value"),
+    ("bad-pull-secret", {"server": {"imagePullSecrets": [{"name": "My Registry"}]}},
+     "spec.server.imagePullSecrets[0].name"),
+    ("bad-priority-class", {"server": {"priorityClassName": "High Priority"}},
+     "spec.server.priorityClassName"),
+    ("bad-spread", {"server": {"topologySpreadConstraints": [
+        {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "Sometimes"}]}},
+     "spec.server.topologySpreadConstraints[0].whenUnsatisfiable"),
+    ("bad-pod-label", {"server": {"podLabels": {"tier": 1}}}, "spec.server.podLabels.tier"),
     ("bad-events-overlap", {"events": {"previousSigningKeyValidFor": "1d"}},
      "spec.events.previousSigningKeyValidFor"),
     ("bad-push-secret", {"events": {"push": {"url": "https://x.example",
@@ -170,7 +182,7 @@ def test_printer_columns_and_short_name(kube, tenants, control_plane):
                          capture_output=True, text=True).stdout
     header = out.splitlines()[0].split()
     assert header == ["NAME", "READY", "URL", "AGE", "REASON", "TOKEN-AGE", "LAST-REQUEST",
-                      "EVENTS-BACKLOG"]
+                      "EVENTS-BACKLOG", "IMAGE", "PENDING-IMAGE"]
     cats = subprocess.run([*kubectl, "-n", ns, "get", "joyn", "-o", "name"], check=True,
                           capture_output=True, text=True).stdout
     assert f"joynscimtenant.scim.sevenlakes.com/{name}" in cats

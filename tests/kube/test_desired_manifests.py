@@ -35,7 +35,12 @@ SPECS = {
                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                        "nodeSelectorTerms": [{"matchExpressions": [
                            {"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
-                   "podAnnotations": {"p": "q"}},
+                   "podAnnotations": {"p": "q"}, "podLabels": {"tier": "gold"},
+                   "priorityClassName": "tenants", "imagePullSecrets": [{"name": "registry"}],
+                   "topologySpreadConstraints": [{
+                       "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                       "whenUnsatisfiable": "ScheduleAnyway",
+                       "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "joyn-scim"}}}]},
         "networkPolicy": {"ingressNamespace": "traefik"}},
     "byo-token": {"token": {"existingSecretRef": {"name": "vault", "key": "t"}},
                   "ingress": {"enabled": False}},

@@ -298,6 +298,24 @@ def test_child_edited_by_hand_is_restored_with_an_event(kube, ns, operator):
                what="the DriftCorrected event")
 
 
+def test_a_selector_key_added_by_hand_is_removed(kube, ns, operator):
+    """A Service selector is replaced whole on apply: a key added to it (which makes the
+    Service select no pod) is the operator's to remove, though it sets no such key."""
+    name = create_tenant(kube, ns)
+    service = eventually(lambda: child(kube, ns, SERVICES, f"{name}-scim"), what="the Service")
+    eventually(lambda: status_of(kube, ns, name).get("observedGeneration"), what="a status")
+    wanted = service["spec"]["selector"]
+    r = kube.http.patch(f"{SERVICES.format(ns=ns)}/{name}-scim",
+                        json={"spec": {"selector": {"tier": "canary"}}},
+                        headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200, r.text
+    assert r.json()["spec"]["selector"] == {**wanted, "tier": "canary"}
+    eventually(lambda: child(kube, ns, SERVICES, f"{name}-scim")["spec"]["selector"] == wanted,
+               what="the selector restored")
+    eventually(lambda: "DriftCorrected" in events_of(kube, ns, name),
+               what="the DriftCorrected event")
+
+
 def test_a_child_the_api_server_refuses_shows_as_degraded(kube, ns, operator):
     name = create_tenant(kube, ns, ingress={"annotations": {"not a valid key!": "x"}})
     conds = eventually(lambda: (c := conditions_of(kube, ns, name)).get("Degraded", {}).get(

@@ -2,10 +2,12 @@
 and a bad one named."""
 
 import argparse
+import json
 
 import pytest
 from joyn_operator.config import ConfigError, OperatorConfig
 from joyn_operator.main import config_from
+from joyn_operator.rollout import RolloutPolicy
 
 
 def test_defaults_without_any_variable():
@@ -47,6 +49,13 @@ def test_annotations_as_pairs_on_a_command_line():
     ("URL_SCHEME", "ftp"), ("METRICS_ADDRESS", "8080"), ("INGRESS_ANNOTATIONS", "{not json"),
     ("INGRESS_ANNOTATIONS", '{"a": 1}'), ("INGRESS_ANNOTATIONS", "novalue"),
     ("ACTIVITY_SECONDS", "-1"), ("ACTIVITY_SECONDS", "hourly"), ("POD_LABELS", "novalue"),
+    ("SERVER_IMAGE_ROLLOUT", "Canary"), ("SERVER_IMAGE_BATCH_SIZE", "0"),
+    ("SERVER_IMAGE_BATCH_SIZE", "2.5"), ("TENANT_DEFAULTS", "{not json"),
+    ("TENANT_DEFAULTS", '{"server": []}'),
+    ("TENANT_DEFAULTS", '{"server": {"image": "x"}}'),  # the image has a rollout of its own
+    ("TENANT_DEFAULTS", '{"storage": {"deletionPolicy": "Delete"}}'),
+    ("TENANT_DEFAULTS", '{"server": {"nodeSelector": ["a"]}}'),
+    ("TENANT_DEFAULTS", '{"server": {"imagePullSecrets": ["regcred"]}}'),
 ])
 def test_a_bad_setting_is_refused_naming_its_variable(name, value):
     with pytest.raises(ConfigError, match=f"JOYN_OPERATOR_{name}"):
@@ -61,3 +70,20 @@ def test_flags_win_over_the_environment():
     assert cfg.watch_namespaces == ("x", "y") and cfg.log_level == "warning"
     assert cfg.liveness_endpoint == "" and cfg.metrics_address == "0.0.0.0:8080"
     assert cfg.context == "dev"
+
+
+def test_tenant_defaults_are_read_by_their_path_under_spec_and_empty_ones_set_nothing():
+    cfg = OperatorConfig.from_env({"JOYN_OPERATOR_TENANT_DEFAULTS": json.dumps({
+        "server": {"nodeSelector": {"pool": "scim"}, "tolerations": [],
+                   "imagePullSecrets": [{"name": "regcred"}], "priorityClassName": ""},
+        "storage": {"storageClassName": "gp3", "size": "2Gi"}})})
+    assert cfg.tenant_defaults == {"server.nodeSelector": {"pool": "scim"},
+                                   "server.imagePullSecrets": [{"name": "regcred"}],
+                                   "storage.storageClassName": "gp3", "storage.size": "2Gi"}
+
+
+def test_the_server_image_rollout_policy():
+    assert OperatorConfig.from_env({}).rollout == RolloutPolicy("Batches", 10)
+    cfg = OperatorConfig.from_env({"JOYN_OPERATOR_SERVER_IMAGE_ROLLOUT": "OptIn",
+                                   "JOYN_OPERATOR_SERVER_IMAGE_BATCH_SIZE": "3"})
+    assert cfg.rollout == RolloutPolicy("OptIn", 3)

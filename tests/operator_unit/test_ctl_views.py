@@ -38,8 +38,8 @@ def test_a_row_holds_readiness_url_token_dates_and_activity():
                          "unauthorizedLastHour": 0})
     row = views.tenant_row(t, NOW)
     assert row == {"name": "acme", "namespace": "crm", "ready": "True", "reason": "Ready",
-                   "url": "https://acme.joyn.example/scim/v2",
-                   "tokenIssuedAt": "2026-12-01T12:00:00Z",
+                   "message": None, "url": "https://acme.joyn.example/scim/v2",
+                   "tokenIssuedAt": "2026-12-01T12:00:00Z", "tokenRotatedAt": None,
                    "previousValidUntil": "2026-12-04T12:00:00Z",
                    "lastRequestAt": "2026-12-03T11:20:00Z", "users": 12, "groups": 3,
                    "unauthorizedLastHour": 0}
@@ -48,6 +48,19 @@ def test_a_row_holds_readiness_url_token_dates_and_activity():
     cells = table[1].split()
     assert cells[:5] == ["acme", "crm", "True", "Ready", "https://acme.joyn.example/scim/v2"]
     assert cells[5] == "2d" and "40m" in cells and cells[-3:] == ["12", "3", "0"]
+
+
+def test_wide_adds_the_last_rotation_and_the_ready_message_last():
+    t = tenant(url="https://acme.joyn.example/scim/v2",
+               conditions=[{"type": "Ready", "status": "False", "reason": "ServerUnavailable",
+                            "message": "0 of 1 pods ready"}],
+               token={"issuedAt": "2026-12-03T11:00:00Z", "rotatedAt": "2026-12-03T11:00:00Z"})
+    row = views.tenant_row(t, NOW)
+    narrow = views.tenants_table([row], NOW, namespaces=False).splitlines()
+    wide = views.tenants_table([row], NOW, namespaces=False, wide=True).splitlines()
+    assert wide[0].startswith(narrow[0]) and wide[0].endswith("LAST ROTATED   MESSAGE")
+    assert wide[1].endswith("1h ago         0 of 1 pods ready")
+    assert "pods ready" not in narrow[1]
 
 
 def test_a_tenant_never_reconciled_shows_as_such():

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import yaml
-from joyn_operator.defaults import SPEC_DEFAULTS, spec_value
+from joyn_operator.defaults import OPERATOR_DEFAULTS, SPEC_DEFAULTS, spec_value
 
 from scim_server.events import DEFAULT_AUDIENCE, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT
 
@@ -44,3 +44,16 @@ def test_spec_value_prefers_the_spec_then_the_default():
     assert spec_value({"ingress": {"enabled": False}}, "ingress.enabled") is False
     assert spec_value({"ingress": None}, "ingress.tls.enabled") is True
     assert spec_value({}, "ingress.host") is None
+
+
+def test_what_the_operator_may_default_has_no_crd_default_but_is_a_tenant_field():
+    """A CRD default would be stored in every tenant as if it had set it, and the operator's
+    default (JOYN_OPERATOR_TENANT_DEFAULTS) would never apply."""
+    crd = yaml.safe_load(CRD.read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    for dotted in OPERATOR_DEFAULTS:
+        prop = spec
+        for part in dotted.split("."):
+            prop = prop["properties"][part]
+        assert "default" not in prop, dotted
+    assert not set(OPERATOR_DEFAULTS) & set(SPEC_DEFAULTS)

@@ -411,3 +411,28 @@ def test_tojson_is_read_back_by_yaml_as_the_same_value(value):
 def test_a_lone_surrogate_becomes_the_replacement_character():
     text = "k: " + tojson({"a\ud800": "b\udfffc"})
     assert yaml.load(text, Loader=yaml.CSafeLoader) == {"k": {"a\ufffd": "b\ufffdc"}}
+
+
+def test_the_pod_gets_the_operators_defaults_and_the_selector_still_matches_it():
+    cfg = OperatorConfig(server_image="r/i:1", tenant_defaults={
+        "server.imagePullSecrets": [{"name": "platform-registry"}],
+        "server.priorityClassName": "tenants",
+        "server.topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone",
+                                              "whenUnsatisfiable": "ScheduleAnyway"}],
+        "server.podLabels": {"team": "platform"}, "storage.storageClassName": "gp3"})
+    got = kinds(resolve(body(server={"podLabels": {"app.kubernetes.io/instance": "evil"}}),
+                        cfg))
+    pod = got["Deployment"]["spec"]["template"]
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "platform-registry"}]
+    assert pod["spec"]["priorityClassName"] == "tenants"
+    assert pod["spec"]["topologySpreadConstraints"][0]["topologyKey"] == "zone"
+    assert pod["metadata"]["labels"]["team"] == "platform"
+    selector = got["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    assert got["Service"]["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert got["PersistentVolumeClaim"]["spec"]["storageClassName"] == "gp3"
+
+
+def test_a_tenant_without_defaults_has_no_pull_secrets_priority_or_spread():
+    pod = kinds(resolve(body(), CFG))["Deployment"]["spec"]["template"]["spec"]
+    assert not {"imagePullSecrets", "priorityClassName", "topologySpreadConstraints"} & set(pod)

@@ -23,7 +23,7 @@ def conds(o: Observed, **kw):
 
 def healthy(**over) -> Observed:
     base = {"url": URL, "token_present": True, "deployment": AVAILABLE, "pvc": BOUND,
-            "ingress": ADMITTED, "ingress_class_exists": True, "tls_secret_exists": True}
+            "ingress": ADMITTED, "ingress_class_exists": True}
     return Observed(**{**base, **over})
 
 
@@ -67,12 +67,32 @@ def test_ingress_causes():
     assert c["IngressReady"]["reason"] == "IngressClassNotFound" and "'nginx'" in \
         c["IngressReady"]["message"]
     assert c["Ready"]["reason"] == "IngressClassNotFound"
-    assert conds(healthy(tls_secret_exists=False))["Ready"]["reason"] == "TLSSecretMissing"
+    missing = ("TLSSecretMissing", "TLS Secret 't' does not exist in the namespace")
+    assert conds(healthy(tls_problem=missing))["Ready"]["reason"] == "TLSSecretMissing"
     assert conds(healthy(ingress={"spec": {}}))["Ready"]["reason"] == "IngressPending"
     assert conds(healthy(url=None))["IngressReady"]["reason"] == "HostUnknown"
     off = conds(healthy(ingress_wanted=False, ingress=None))
     assert off["IngressReady"]["status"] == "True" and URL in off["IngressReady"]["message"]
     assert off["Ready"]["status"] == "True"
+
+
+def test_a_certificate_problem_is_shown_before_the_ingress_is_admitted():
+    # cert-manager still issuing says more than "waiting for the ingress controller".
+    pending = ("CertificatePending", "Certificate acme-tls: DoesNotExist: Issuing certificate")
+    c = conds(healthy(ingress={"spec": {}}, tls_problem=pending))
+    assert (c["Ready"]["status"], c["Ready"]["reason"]) == ("False", "CertificatePending")
+    assert c["IngressReady"]["message"] == pending[1]
+    assert c["Degraded"]["status"] == "False"  # issuing is progress, not a failure
+
+
+def test_the_route_check_decides_ready_only_once_the_ingress_is_admitted():
+    unreachable = ("RouteUnreachable", "Test Connection ...: HTTP 504")
+    c = conds(healthy(route_problem=unreachable))
+    assert (c["Ready"]["status"], c["Ready"]["reason"], c["Ready"]["message"]) == (
+        "False", "RouteUnreachable", unreachable[1])
+    assert c["IngressReady"]["reason"] == "RouteUnreachable"
+    assert conds(healthy(ingress={"spec": {}}, route_problem=unreachable))["Ready"][
+        "reason"] == "IngressPending"
 
 
 def test_token_rotation_and_pause_conditions():

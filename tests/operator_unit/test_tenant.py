@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 from joyn_operator.config import OperatorConfig
-from joyn_operator.tenant import Issuer, references, resolve
+from joyn_operator.tenant import Issuer, references, resolve, with_claim
 
 CFG = OperatorConfig(server_image="registry.example/joyn-scim:1.2.3", domain="scim.example.com",
                      ingress_class="nginx", ingress_namespace="ingress-nginx")
@@ -201,3 +201,77 @@ def test_each_credential_rotates_by_its_own_annotations():
     assert key.request == "k1" and key.overlap == timedelta(hours=24)
     assert "rotate-events-signing-key-overlap='soon' is not a duration" in key.invalid
     assert "the event signing key was not rotated" in key.invalid
+
+
+PLATFORM = OperatorConfig(server_image="r/joyn-scim:1", tenant_defaults={
+    "server.resources": {"requests": {"cpu": "100m"}}, "server.nodeSelector": {"pool": "scim"},
+    "server.tolerations": [{"key": "scim", "operator": "Exists"}],
+    "server.affinity": {"nodeAffinity": {}},
+    "server.topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone",
+                                          "whenUnsatisfiable": "ScheduleAnyway"}],
+    "server.priorityClassName": "tenants", "server.podLabels": {"team": "platform", "a": "op"},
+    "server.podAnnotations": {"scrape": "yes", "a": "op"},
+    "server.imagePullSecrets": [{"name": "platform-registry"}],
+    "storage.size": "2Gi", "storage.storageClassName": "gp3"})
+
+
+def test_the_operators_defaults_apply_where_the_tenant_sets_nothing():
+    s = resolve(body(), PLATFORM)
+    assert (s.server.resources, s.server.node_selector, s.server.tolerations,
+            s.server.affinity, s.server.priority_class, s.server.image_pull_secrets) == (
+        {"requests": {"cpu": "100m"}}, {"pool": "scim"}, [{"key": "scim", "operator": "Exists"}],
+        {"nodeAffinity": {}}, "tenants", [{"name": "platform-registry"}])
+    assert s.server.topology_spread[0]["topologyKey"] == "zone"
+    assert s.server.pod_annotations == {"scrape": "yes", "a": "op"}
+    assert (s.storage.size, s.storage.class_name) == ("2Gi", "gp3")
+    assert s.storage.defaulted == ("size", "class_name")
+
+
+def test_the_tenants_own_values_win_and_an_empty_one_opts_out():
+    t = resolve(body(server={"resources": {"limits": {"memory": "1Gi"}},
+                             "nodeSelector": {"pool": "big"}, "tolerations": [],
+                             "priorityClassName": "vip", "imagePullSecrets": [],
+                             "podAnnotations": {"a": "tenant"}},
+                     storage={"size": "10Gi", "storageClassName": "premium"}), PLATFORM)
+    assert (t.server.resources, t.server.node_selector, t.server.tolerations,
+            t.server.priority_class, t.server.image_pull_secrets) == (
+        {"limits": {"memory": "1Gi"}}, {"pool": "big"}, [], "vip", [])
+    # Annotations and labels merge key by key, the tenant's over the operator's.
+    assert t.server.pod_annotations == {"scrape": "yes", "a": "tenant"}
+    assert (t.storage.size, t.storage.class_name, t.storage.defaulted) == ("10Gi", "premium", ())
+
+
+def test_built_in_defaults_without_the_operators():
+    t = resolve(body(), OperatorConfig())
+    assert t.server.resources == {"requests": {"cpu": "50m", "memory": "64Mi"},
+                                  "limits": {"memory": "256Mi"}}
+    assert (t.storage.size, t.storage.class_name, t.server.image_pull_secrets,
+            t.server.pod_annotations, t.server.priority_class) == ("1Gi", None, None, None, None)
+
+
+def test_pod_labels_never_replace_the_labels_that_select_the_pod():
+    t = resolve(body(server={"podLabels": {"app.kubernetes.io/instance": "other",
+                                           "app.kubernetes.io/name": "x", "tier": "gold"}}),
+                PLATFORM)
+    assert t.server.pod_labels == {**t.labels, "team": "platform", "a": "op", "tier": "gold"}
+    assert {k: t.server.pod_labels[k] for k in t.selector} == t.selector
+
+
+def test_an_existing_volume_keeps_its_size_and_class_when_the_defaults_change():
+    claim = {"spec": {"storageClassName": "standard",
+                      "resources": {"requests": {"storage": "1Gi"}}}}
+    kept = with_claim(resolve(body(), PLATFORM), claim).storage
+    assert (kept.size, kept.class_name) == ("1Gi", "standard")
+    # The tenant's own values are applied to the claim: growing it is the tenant's request.
+    own = with_claim(resolve(body(storage={"size": "5Gi"}), PLATFORM), claim).storage
+    assert (own.size, own.class_name) == ("5Gi", "standard")
+    assert with_claim(resolve(body(), PLATFORM), None).storage.size == "2Gi"  # a new volume
+
+
+def test_the_server_image_follows_the_operator_unless_the_tenant_names_one():
+    t = resolve(body(annotations={"scim.sevenlakes.com/update-server-image": "true"}), PLATFORM)
+    assert (t.server.image, t.server.spec_image, t.server.default_image,
+            t.server.update_requested) == ("r/joyn-scim:1", None, "r/joyn-scim:1", True)
+    own = resolve(body(server={"image": "mine:2"}), PLATFORM)
+    assert (own.server.image, own.server.spec_image, own.server.update_requested) == (
+        "mine:2", "mine:2", False)

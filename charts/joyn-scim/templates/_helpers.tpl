@@ -53,7 +53,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if or (eq (toString $mode) "true") (and (eq (toString $mode) "auto") ($root.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" $kind))) -}}true{{- end -}}
 {{- end -}}
 
-{{/* The rules for tenants' namespaces; the README's permission table mirrors them. */}}
+{{/* The rules for tenants' namespaces; docs/platform/install.md's permission table mirrors them. */}}
 {{- define "joyn-scim.namespacedRules" -}}
 # Tenants: watched (kopf), read afresh before each reconcile, annotated by kopf with the last
 # handled spec; their status written by the operator.
@@ -87,4 +87,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# cert-manager's Certificate for a tenant's Ingress: watched, so Ready follows its issuance
+# (CertificatePending / CertificateFailed); while it is not Ready, its CertificateRequests and
+# a namespaced Issuer are read for cert-manager's reason. Only read; harmless without
+# cert-manager.
+- apiGroups: [cert-manager.io]
+  resources: [certificates]
+  verbs: [get, list, watch]
+- apiGroups: [cert-manager.io]
+  resources: [certificaterequests]
+  verbs: [list]
+- apiGroups: [cert-manager.io]
+  resources: [issuers]
+  verbs: [get]
 {{- end -}}

@@ -1,10 +1,11 @@
 """`kubectl joyn`: the success rep's commands (tenants, credentials, handover, rotate,
-test-connection, status, report, events), also `joyn-scim <command>`.
+acknowledge, test-connection, status, report, events), also `joyn-scim <command>`.
 
 Installed as the console script `kubectl-joyn`, which kubectl runs for `kubectl joyn ...`
 (kubectl's plugin convention), and registered in the `joyn_scim.commands` entry-point group
 for `joyn-scim`. Like kubectl, the commands read the user's kubeconfig (`--kubeconfig`,
-$KUBECONFIG, ~/.kube/config) and context (`--context`), and take `-n` and `-A`.
+$KUBECONFIG, ~/.kube/config) and context (`--context`), and take `-n` and `-A`; `-n`,
+`--context` and `--kubeconfig` go before the command or after it, as with kubectl.
 """
 
 from __future__ import annotations
@@ -17,12 +18,18 @@ from .. import KIND
 ROTATE_WAIT = 120.0  # seconds: the operator rotates within a reconcile, usually a second
 
 
-def _common() -> argparse.ArgumentParser:
+def _common(default=None) -> argparse.ArgumentParser:
+    """kubectl's connection flags. kubectl users type them before the command (`kubectl joyn
+    -n demo handover acme`) or after it; the top-level parser takes them with None defaults,
+    and each command's copy defaults to SUPPRESS so that a flag given only before the command
+    is not reset by the command's parser."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("-n", "--namespace", help="the tenant's namespace (default: the context's)")
-    p.add_argument("--context", help="kubeconfig context (default: the current one)")
-    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, "
-                                        "~/.kube/config)")
+    p.add_argument("-n", "--namespace", default=default,
+                   help="the tenant's namespace (default: the context's)")
+    p.add_argument("--context", default=default,
+                   help="kubeconfig context (default: the current one)")
+    p.add_argument("--kubeconfig", default=default,
+                   help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
     return p
 
 
@@ -30,7 +37,7 @@ def add_parsers(sub) -> None:
     """Adds the rep commands to an argparse sub-parsers object (`joyn-scim` and
     `kubectl-joyn` both call this). Nothing is imported for them until one runs: `joyn-scim
     serve` loads this too, and starts in a fifth of a second."""
-    common = _common()
+    common = _common(argparse.SUPPRESS)
 
     def command(name: str, help: str, tenant: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help)
@@ -41,7 +48,8 @@ def add_parsers(sub) -> None:
 
     p = command("tenants", "list tenants: ready, URL, token age, server activity", tenant=False)
     p.add_argument("-A", "--all-namespaces", action="store_true", help="in every namespace")
-    p.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    p.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table",
+                   help="wide: also when the token was last rotated and the Ready message")
 
     p = command("credentials", "the Tenant URL and Secret Token to paste into Entra")
     p.add_argument("--reveal", action="store_true", help="show the token (masked otherwise)")
@@ -50,9 +58,20 @@ def add_parsers(sub) -> None:
                    help="instead, what the Joyn FSM application team needs to connect its event "
                         "receiver: endpoints, JWKS, issuer, audience and the receiver's token")
 
-    p = command("handover", "a ready-to-send message for the customer's Entra admin")
-    p.add_argument("--reveal", action="store_true", help="include the token in the message")
+    p = command("handover", "a ready-to-send message for the customer's Entra admin (the "
+                "token never in it: send that by another channel)")
+    p.add_argument("--rotation", action="store_true",
+                   help="the admin already has the Joyn FSM app: only paste the new token, "
+                        "Test Connection, Save (after `rotate`, or a TokenReplaced)")
     p.add_argument("--format", choices=["text", "markdown"], default="text")
+    # Accepted only to say why it is gone: the message never carries the token.
+    p.add_argument("--reveal", action="store_true", help=argparse.SUPPRESS)
+
+    p = command("acknowledge", "after TokenReplaced: say that the customer's Entra admin has "
+                "the new token (the operator clears the Degraded condition)")
+    p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                   help="wait for the operator to clear it (default)")
+    p.add_argument("--timeout", type=float, default=ROTATE_WAIT, help="seconds to wait")
 
     p = command("rotate", "rotate the token (the operator acts); the previous one stays valid "
                 "for the overlap")
@@ -120,13 +139,17 @@ def _main(args: argparse.Namespace) -> int:
         return 130
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The `kubectl-joyn` console script."""
-    parser = argparse.ArgumentParser(
-        prog="kubectl joyn",
+def parser() -> argparse.ArgumentParser:
+    """`kubectl joyn`'s command line."""
+    top = argparse.ArgumentParser(
+        prog="kubectl joyn", parents=[_common()],
         description=f"Hand over, test and rotate the SCIM endpoints of {KIND}s, for Joyn's "
                     "customer-success reps.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_parsers(sub)
-    args = parser.parse_args(argv)
+    add_parsers(top.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `kubectl-joyn` console script."""
+    args = parser().parse_args(argv)
     return args.func(args)

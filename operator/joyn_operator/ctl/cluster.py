@@ -25,7 +25,7 @@ _FORBIDDEN = re.compile(r'cannot (?P<verb>[\w-]+) resource "(?P<resource>[^"]+)"
                         r'(?: in API group "(?P<group>[^"]*)")?'
                         r'(?: in the namespace "(?P<namespace>[^"]+)")?')
 REP_ROLE_HINT = ("ask your platform team to bind you the chart's rep ClusterRole "
-                 "(<release>-rep, README: For success reps)")
+                 "(<release>-rep, docs/reps.md: Permissions)")
 
 
 class CliError(Exception):

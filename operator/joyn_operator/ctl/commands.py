@@ -18,7 +18,12 @@ from scim_server.durations import parse_duration
 from ..activity import server_address
 from ..config import OperatorConfig
 from ..desired import SERVER
-from ..keys import PAUSED_ANNOTATION, ROTATE_ANNOTATION, ROTATE_OVERLAP_ANNOTATION
+from ..keys import (
+    PAUSED_ANNOTATION,
+    REPLACED_ACK_ANNOTATION,
+    ROTATE_ANNOTATION,
+    ROTATE_OVERLAP_ANNOTATION,
+)
 from ..tenant import ResolvedTenant, resolve
 from ..tokens import EVENTS_TOKEN, TokenState, fmt
 from . import handover, probe, report, views
@@ -82,7 +87,8 @@ async def cmd_tenants(args, cluster: Cluster, out) -> int:
         where = "any namespace" if cluster.all_namespaces else f"namespace {cluster.namespace}"
         print(f"No tenants in {where}.", file=out)
     else:
-        print(views.tenants_table(rows, now, namespaces=cluster.all_namespaces), file=out)
+        print(views.tenants_table(rows, now, namespaces=cluster.all_namespaces,
+                                  wide=args.output == "wide"), file=out)
     return 0
 
 
@@ -117,7 +123,7 @@ def _events_of(tenant: dict) -> ResolvedTenant:
     t = _resolved(tenant)
     if t.events is None:
         raise CliError(f"tenant {t.name} has no event stream: spec.events.enabled is not true "
-                       "(README: The event stream)")
+                       "(docs/platform/reference.md: The event stream)")
     return t
 
 
@@ -235,20 +241,64 @@ def _events_error(body: bytes) -> str:
 # -- handover ------------------------------------------------------------------------------------
 
 async def cmd_handover(args, cluster: Cluster, out) -> int:
-    tenant = await cluster.tenant(args.tenant)
-    url = _url(tenant)
-    token = None
+    """The message for the customer's Entra admin. The rep says which one (`--rotation`): only
+    the rep knows whether this admin already has the application (a token may be rotated
+    before the first handover, and a new admin may set up the app again); the tenant's status
+    only prompts the rep when it saw a rotation or a replaced token."""
+    name = args.tenant
     if args.reveal:
-        token = (await _tokens(cluster, tenant)).current
+        raise CliError(f"the handover message never carries the Secret Token: send the message, "
+                       f"and the token by another channel, from `kubectl joyn credentials "
+                       f"{name} --reveal`")
+    tenant = await cluster.tenant(name)
+    url = _url(tenant)
     if warning := _not_ready_warning(tenant):
         print(warning, file=sys.stderr)
+    token = (tenant.get("status") or {}).get("token") or {}
+    changed = token.get("replacedAt") or token.get("rotatedAt")
+    if changed and not args.rotation:
+        print(f"note: the token changed at {changed}: if the admin already has the Joyn FSM "
+              f"application, send `kubectl joyn handover {name} --rotation` instead",
+              file=sys.stderr)
     md = handover.markdown(display_name=(tenant.get("spec") or {}).get("displayName")
-                           or tenant["metadata"]["name"], url=url, token=token,
-                           previous_valid_until=_previous_until(tenant))
+                           or tenant["metadata"]["name"], url=url,
+                           previous_valid_until=_previous_until(tenant), rotation=args.rotation)
     print(md if args.format == "markdown" else handover.plain(md), end="", file=out)
-    if not args.reveal:
-        print(f"\n(The Secret Token is left out: send it by another channel, from `kubectl "
-              f"joyn credentials {args.tenant} --reveal`, or add --reveal.)", file=sys.stderr)
+    print(f"\n(The Secret Token is never in this message: send it by another channel, from "
+          f"`kubectl joyn credentials {name} --reveal`.)", file=sys.stderr)
+    return 0
+
+
+# -- acknowledge ---------------------------------------------------------------------------------
+
+async def cmd_acknowledge(args, cluster: Cluster, out) -> int:
+    """After TokenReplaced (the token Secret was deleted and a new token made): the rep says the
+    admin has the new token, by a new value of the acknowledge annotation, which the operator
+    compares with the one it saw at the replacement."""
+    tenant = await cluster.tenant(args.tenant)
+    t = _resolved(tenant)
+    replaced = ((tenant.get("status") or {}).get("token") or {}).get("replacedAt")
+    if not replaced:
+        raise CliError(f"tenant {t.name} has no replaced token to acknowledge (its Degraded "
+                       f"condition is not TokenReplaced): nothing changed")
+    if t.paused:
+        raise CliError(f"tenant {t.name} is paused ({PAUSED_ANNOTATION}=true): the operator "
+                       "acts on nothing until that annotation is removed")
+    ack = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    await cluster.annotate(tenant, {REPLACED_ACK_ANNOTATION: ack})
+    if not args.wait:
+        print(f"Acknowledged the token replaced at {replaced}; the operator clears "
+              f"TokenReplaced within seconds (`kubectl joyn status {t.name}`).", file=out)
+        return 0
+    deadline = time.monotonic() + args.timeout
+    while ((await cluster.tenant(t.name)).get("status") or {}).get("token", {}).get(
+            "replacedAt"):
+        if time.monotonic() > deadline:
+            raise CliError(f"the operator has not cleared TokenReplaced after "
+                           f"{args.timeout:.0f} s: is it running? (`kubectl joyn status "
+                           f"{t.name}`)")
+        await asyncio.sleep(0.5)
+    print(f"Acknowledged: the token replaced at {replaced} is no longer reported.", file=out)
     return 0
 
 
@@ -293,8 +343,9 @@ async def cmd_rotate(args, cluster: Cluster, out) -> int:
     if after.previous:
         print(f"The previous token stays valid until {fmt(after.previous[-1].valid_until)}: "
               "the customer's Entra admin must paste the new one before then.", file=out)
-    print(f"Hand it over: kubectl joyn handover {t.name} --reveal (or credentials {t.name} "
-          "--reveal). The server accepts the new token within about a minute.", file=out)
+    print(f"Hand it over: send `kubectl joyn handover {t.name} --rotation`, and the token by "
+          f"another channel (`kubectl joyn credentials {t.name} --reveal`). The server accepts "
+          "the new token within about a minute.", file=out)
     return 0
 
 
@@ -349,7 +400,8 @@ def status_text(tenant: dict, events: list[dict], now: datetime) -> str:
                      f" ({token.get('previousTokens', 1)} still accepted)")
     if token.get("replacedAt"):
         lines.append(f"            REPLACED at {token['replacedAt']}: Entra's token no longer "
-                     "works (see the Degraded condition)")
+                     f"works; send `kubectl joyn handover {meta['name']} --rotation` and the "
+                     f"token, then `kubectl joyn acknowledge {meta['name']}`")
     if activity:
         last = activity.get("lastRequestAt")
         lines.append(

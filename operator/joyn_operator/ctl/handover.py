@@ -1,6 +1,11 @@
-"""The handover message for the customer's Entra admin: one Markdown template
-(templates/handover.md.j2), and the same message as plain text for an e-mail client that
-shows Markdown as typed."""
+"""The handover message for the customer's Entra admin, in Markdown and as plain text for an
+e-mail client that shows Markdown as typed: the first one (templates/handover.md.j2: set up
+the application) or, after a rotation or a replaced token, the short one
+(templates/rotation.md.j2: paste the new token into the existing application).
+
+The message never carries the Secret Token: it goes by another channel (the rep reads it with
+`kubectl joyn credentials <t> --reveal`). A message is forwarded, quoted and archived; a token
+in it would outlive the overlap in every mailbox it reached."""
 
 from __future__ import annotations
 
@@ -15,14 +20,17 @@ _ENV = jinja2.Environment(loader=jinja2.PackageLoader("joyn_operator.ctl", "temp
                           undefined=jinja2.StrictUndefined)
 
 
-def markdown(*, display_name: str, url: str, token: str | None,
-             previous_valid_until: str | None) -> str:
-    """The message; `token` None leaves the token out (it goes by another channel)."""
+def markdown(*, display_name: str, url: str, previous_valid_until: str | None = None,
+             rotation: bool = False) -> str:
+    """The first handover, or with `rotation` the short message for an admin who already has
+    the application (`previous_valid_until`: until when the token they hold still works)."""
+    if rotation:
+        return _ENV.get_template("rotation.md.j2").render(
+            display_name=display_name, url=url, previous_valid_until=previous_valid_until)
     return _ENV.get_template("handover.md.j2").render(
-        display_name=display_name, url=url, token=token,
-        previous_valid_until=previous_valid_until, user_mappings=entra.USER_MAPPINGS,
+        display_name=display_name, url=url, user_mappings=entra.USER_MAPPINGS,
         custom_attributes=entra.CUSTOM_ATTRIBUTES, group_mappings=entra.GROUP_MAPPINGS,
-        troubleshooting=entra.TROUBLESHOOTING)
+        troubleshooting=list(entra.SYMPTOMS.values()))
 
 
 def plain(md: str) -> str:

@@ -4,7 +4,9 @@ DNS, then TLS (the full chain against the system's trust store or --cacert, the 
 days to expiry), then Entra's Test Connection request (a filter on a random GUID, which must
 give 200, application/scim+json and an empty ListResponse), /ServiceProviderConfig, /Schemas
 with the joynfsm extension, a wrong token (401 with a SCIM error body), and the latency. Each
-failed check carries a hint saying what to fix; `run` returns them all, in order.
+failed check carries a hint saying what to fix and what the customer's Entra admin sees for
+the same failure (entra.SYMPTOMS), so a rep can match the admin's screen to the check; `run`
+returns them all, in order.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import httpx
 
 from scim_server.schemas import ERROR, JOYN_USER, LIST_RESPONSE
 
+from .entra import SYMPTOMS
+
 SCIM_JSON = "application/scim+json"
 EXPIRY_WARNING_DAYS = 14  # cert-manager renews at two thirds of a 90-day certificate's life
 SLOW_SECONDS = 2.0  # a Test Connection slower than this is worth a look (Entra waits longer)
@@ -33,6 +37,7 @@ class Check:
     ok: bool | None  # None: a warning, not a failure
     detail: str
     hint: str = ""
+    entra: str = ""  # a SYMPTOMS key: what Entra's admin sees for this failure
 
     @property
     def mark(self) -> str:
@@ -71,7 +76,7 @@ def check_dns(t: Target) -> tuple[Check, str | None]:
     except socket.gaierror as e:
         return Check("DNS", False, f"{t.host} does not resolve ({e.strerror})",
                      "create the DNS record for the host, pointing at the ingress controller's "
-                     "address (kubectl get ingress -n <namespace> shows it)"), None
+                     "address (kubectl get ingress -n <namespace> shows it)", "unreachable"), None
     addresses = sorted({i[4][0] for i in infos})
     return Check("DNS", True, f"{t.host} -> {', '.join(addresses)}"), addresses[0]
 
@@ -109,20 +114,21 @@ def check_tls(t: Target, address: str) -> Check:
             seen = _presented(address, t)
             return Check("TLS", False, f"the certificate does not name {t.host}.{seen}",
                          "the TLS Secret holds another host's certificate: check "
-                         "spec.ingress.host and spec.ingress.tls")
+                         "spec.ingress.host and spec.ingress.tls", "unreachable")
         if e.verify_code == 10:  # X509_V_ERR_CERT_HAS_EXPIRED
             return Check("TLS", False, "the certificate has expired",
                          "renew it (kubectl get certificate -n <namespace>; cert-manager renews "
-                         "before expiry unless it cannot reach its issuer)")
+                         "before expiry unless it cannot reach its issuer)", "unreachable")
         return Check("TLS", False, f"the certificate chain is not trusted "
                      f"({e.verify_message})",
                      "Entra trusts only publicly trusted CAs, and the full chain must be "
                      "served: use a public issuer (e.g. Let's Encrypt) and a Secret with the "
-                     "intermediates")
+                     "intermediates", "unreachable")
     except (OSError, ssl.SSLError) as e:
         return Check("TLS", False, f"no TLS connection to {address}:{t.port} ({e})",
                      "nothing answers on the Tenant URL's port: is the ingress controller "
-                     "reachable from the internet, and the host's DNS record right?")
+                     "reachable from the internet, and the host's DNS record right?",
+                     "unreachable")
     expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), UTC)
     days = (expires - datetime.now(UTC)).days
     detail = f"verified for {t.host}; {_describe(cert)}; expires in {days} days"
@@ -174,6 +180,11 @@ def _http_hint(status: int, t: Target, what: str) -> str:
     return "unexpected answer" + t.tenant_hint
 
 
+def _symptom(status: int) -> str:
+    return {401: "unauthorized", 403: "unauthorized", 404: "not_found"}.get(
+        status, "server_error" if status >= 500 else "incompatible")
+
+
 def check_test_connection(c: _Client, t: Target, what: str) -> Check:
     guid = uuid.uuid4()
     name = "Test Connection"
@@ -181,11 +192,12 @@ def check_test_connection(c: _Client, t: Target, what: str) -> Check:
         r = c.get("/Users", t.token, filter=f'userName eq "{guid}"')
     except httpx.HTTPError as e:
         return Check(name, False, f"no answer ({e.__class__.__name__}: {e})",
-                     "the ingress controller or the server does not answer" + t.tenant_hint)
+                     "the ingress controller or the server does not answer" + t.tenant_hint,
+                     "unreachable")
     body = _json(r)
     if r.status_code != 200:
         return Check(name, False, f"HTTP {r.status_code} with the {what}",
-                     _http_hint(r.status_code, t, what))
+                     _http_hint(r.status_code, t, what), _symptom(r.status_code))
     problems = []
     if not r.headers.get("content-type", "").startswith(SCIM_JSON):
         problems.append(f"Content-Type {r.headers.get('content-type')!r}, not {SCIM_JSON}")
@@ -194,7 +206,8 @@ def check_test_connection(c: _Client, t: Target, what: str) -> Check:
         problems.append("not an empty ListResponse")
     if problems:
         return Check(name, False, "; ".join(problems), "something other than the Joyn SCIM "
-                     "server answers at this URL (a proxy's error page?)" + t.tenant_hint)
+                     "server answers at this URL (a proxy's error page?)" + t.tenant_hint,
+                     "incompatible")
     return Check(name, True, f"200, {SCIM_JSON}, an empty ListResponse for a random GUID "
                              f"(the {what})")
 
@@ -275,6 +288,8 @@ def report(checks: list[Check]) -> str:
         lines.append(f"[{ch.mark:>4}] {ch.name}: {ch.detail}")
         if ch.hint:
             lines.append(f"       fix: {ch.hint}")
+        if ch.entra:
+            lines.append(f"       in Entra: {SYMPTOMS[ch.entra].entra}")
     failed = sum(1 for ch in checks if ch.ok is False)
     lines.append("all checks passed" if not failed else f"{failed} check(s) failed")
     return "\n".join(lines)

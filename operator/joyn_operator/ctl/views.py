@@ -66,8 +66,10 @@ def tenant_row(tenant: dict, now: datetime) -> dict:
         "namespace": tenant["metadata"]["namespace"],
         "ready": ready.get("status", "Unknown"),
         "reason": ready.get("reason", "NotReconciled"),
+        "message": ready.get("message"),
         "url": status.get("url"),
         "tokenIssuedAt": token.get("issuedAt"),
+        "tokenRotatedAt": token.get("rotatedAt"),
         "previousValidUntil": token.get("previousValidUntil"),
         "lastRequestAt": activity.get("lastRequestAt"),
         "users": activity.get("users"),
@@ -80,13 +82,18 @@ def _cell(value) -> str:
     return NONE if value is None or value == "" else str(value)
 
 
-def tenants_table(rows: list[dict], now: datetime, namespaces: bool) -> str:
+def tenants_table(rows: list[dict], now: datetime, namespaces: bool,
+                  wide: bool = False) -> str:
+    """kubectl's `-o wide`: the same columns and, last, the ones that make lines long."""
     head = ["NAME", *(["NAMESPACE"] if namespaces else []), "READY", "REASON", "URL",
-            "TOKEN AGE", "PREVIOUS VALID UNTIL", "LAST REQUEST", "USERS", "GROUPS", "401/1H"]
+            "TOKEN AGE", "PREVIOUS VALID UNTIL", "LAST REQUEST", "USERS", "GROUPS", "401/1H",
+            *(["LAST ROTATED", "MESSAGE"] if wide else [])]
     body = [[r["name"], *([r["namespace"]] if namespaces else []), r["ready"], r["reason"],
              _cell(r["url"]), since(r["tokenIssuedAt"], now), _cell(r["previousValidUntil"]),
              since(r["lastRequestAt"], now) + (" ago" if r["lastRequestAt"] else ""),
-             _cell(r["users"]), _cell(r["groups"]), _cell(r["unauthorizedLastHour"])]
+             _cell(r["users"]), _cell(r["groups"]), _cell(r["unauthorizedLastHour"]),
+             *([since(r["tokenRotatedAt"], now) + (" ago" if r["tokenRotatedAt"] else ""),
+                _cell(r["message"])] if wide else [])]
             for r in rows]
     return table(head, body)
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Build krew, kubectl's plugin manager, from the Go module proxy at the version pinned in this
+# folder's go.mod (v0.4.3: the newest the proxy serves), into a cache folder outside the
+# repository keyed by that version. tests/kube/test_ctl.py installs `make kubectl-joyn`'s
+# archive with the krew manifest it wrote, as a rep would. Does nothing when already there.
+# Prints the folder on stdout; `--check` never builds.
+#   KUBE_BINS_CACHE  cache root (default: ${XDG_CACHE_HOME:-~/.cache}/joyn-scim/kube-bins)
+set -euo pipefail
+cd "$(dirname "$0")"
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
+KREW=$(sed -n 's#^\(require \)\{0,1\}\s*sigs.k8s.io/krew \(v[0-9.]*\).*#\2#p' go.mod)
+ROOT=${KUBE_BINS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/joyn-scim/kube-bins}
+OUT="$ROOT/krew-$KREW"
+if [ -x "$OUT/krew" ]; then
+  echo "$OUT"
+  exit 0
+fi
+[ "${1:-}" = "--check" ] && { echo "not built yet: $OUT" >&2; exit 1; }
+TMP="$OUT.partial.$$"
+mkdir -p "$TMP"
+trap 'rm -rf "$TMP"' EXIT
+echo "building krew $KREW into $OUT" >&2
+go build -trimpath -ldflags "-s -w" -o "$TMP/krew" sigs.k8s.io/krew/cmd/krew >&2
+rm -rf "$OUT"
+mv "$TMP" "$OUT"
+trap - EXIT
+echo "$OUT"
