@@ -14,18 +14,11 @@
 #   KUBE_BINS_CACHE  cache root (default: ${XDG_CACHE_HOME:-~/.cache}/joyn-scim/kube-bins)
 set -euo pipefail
 cd "$(dirname "$0")"
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
+. ../cache.sh
 VERSION=$(sed -n 's#^\s*github.com/cert-manager/cert-manager \(v[0-9.]*\).*#\1#p' go.mod)
-ROOT=${KUBE_BINS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/joyn-scim/kube-bins}
-OUT="$ROOT/cert-manager-$VERSION"
-if [ -x "$OUT/controller" ] && [ -d "$OUT/crds" ]; then
-  echo "$OUT"
-  exit 0
-fi
-[ "${1:-}" = "--check" ] && { echo "not built yet: $OUT" >&2; exit 1; }
-TMP="$OUT.partial.$$"
-mkdir -p "$TMP/crds"
-trap 'rm -rf "$TMP"' EXIT
+OUT="$CACHE_ROOT/cert-manager-$VERSION"
+cache_begin "${1:-}" "$OUT" controller crds
+mkdir "$TMP/crds"
 echo "building cert-manager $VERSION's controller into $OUT" >&2
 go build -trimpath -ldflags "-s -w" -o "$TMP/controller" \
   github.com/cert-manager/cert-manager/cmd/controller >&2
@@ -34,7 +27,4 @@ DIR=$(go list -m -f '{{.Dir}}' github.com/cert-manager/cert-manager)
 for crd in "$DIR"/deploy/crds/crd-*.yaml; do
   grep -v '{{' "$crd" > "$TMP/crds/$(basename "$crd")"
 done
-rm -rf "$OUT"
-mv "$TMP" "$OUT"
-trap - EXIT
-echo "$OUT"
+cache_end

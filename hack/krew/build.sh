@@ -7,21 +7,10 @@
 #   KUBE_BINS_CACHE  cache root (default: ${XDG_CACHE_HOME:-~/.cache}/joyn-scim/kube-bins)
 set -euo pipefail
 cd "$(dirname "$0")"
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
+. ../cache.sh
 KREW=$(sed -n 's#^\(require \)\{0,1\}\s*sigs.k8s.io/krew \(v[0-9.]*\).*#\2#p' go.mod)
-ROOT=${KUBE_BINS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/joyn-scim/kube-bins}
-OUT="$ROOT/krew-$KREW"
-if [ -x "$OUT/krew" ]; then
-  echo "$OUT"
-  exit 0
-fi
-[ "${1:-}" = "--check" ] && { echo "not built yet: $OUT" >&2; exit 1; }
-TMP="$OUT.partial.$$"
-mkdir -p "$TMP"
-trap 'rm -rf "$TMP"' EXIT
+OUT="$CACHE_ROOT/krew-$KREW"
+cache_begin "${1:-}" "$OUT" krew
 echo "building krew $KREW into $OUT" >&2
 go build -trimpath -ldflags "-s -w" -o "$TMP/krew" sigs.k8s.io/krew/cmd/krew >&2
-rm -rf "$OUT"
-mv "$TMP" "$OUT"
-trap - EXIT
-echo "$OUT"
+cache_end

@@ -8,22 +8,11 @@
 #   KUBE_BINS_CACHE  cache root (default: ${XDG_CACHE_HOME:-~/.cache}/joyn-scim/kube-bins)
 set -euo pipefail
 cd "$(dirname "$0")"
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
+. ../cache.sh
 LUA=$(sed -n 's#^\s*require github.com/yuin/gopher-lua \(v[0-9.]*\).*#\1#p' go.mod)
 SOURCE=$(cat main.go go.sum | sha256sum | cut -c1-12)
-ROOT=${KUBE_BINS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/joyn-scim/kube-bins}
-OUT="$ROOT/argocd-health-gopher-lua-$LUA-$SOURCE"
-if [ -x "$OUT/argocd-health" ]; then
-  echo "$OUT"
-  exit 0
-fi
-[ "${1:-}" = "--check" ] && { echo "not built yet: $OUT" >&2; exit 1; }
-TMP="$OUT.partial.$$"
-mkdir -p "$TMP"
-trap 'rm -rf "$TMP"' EXIT
+OUT="$CACHE_ROOT/argocd-health-gopher-lua-$LUA-$SOURCE"
+cache_begin "${1:-}" "$OUT" argocd-health
 echo "building argocd-health with gopher-lua $LUA into $OUT" >&2
 go build -trimpath -ldflags "-s -w" -o "$TMP/argocd-health" . >&2
-rm -rf "$OUT"
-mv "$TMP" "$OUT"
-trap - EXIT
-echo "$OUT"
+cache_end

@@ -7,21 +7,14 @@
 #   KUBE_BINS_CACHE  cache root (default: ${XDG_CACHE_HOME:-~/.cache}/joyn-scim/kube-bins)
 set -euo pipefail
 cd "$(dirname "$0")"
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
+. ../cache.sh
 PROMETHEUS=$(sed -n 's#^\s*github.com/prometheus/prometheus \(v[0-9.]*\).*#\1#p' go.mod)
 # The Operator's own module is no dependency of promtool's; its CRDs ship in its module zip.
 OPERATOR=v0.85.0
 CRDS="servicemonitors podmonitors prometheusrules"
-ROOT=${KUBE_BINS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/joyn-scim/kube-bins}
-OUT="$ROOT/monitoring-prometheus-$PROMETHEUS-operator-$OPERATOR"
-if [ -x "$OUT/promtool" ] && [ -d "$OUT/crds" ]; then
-  echo "$OUT"
-  exit 0
-fi
-[ "${1:-}" = "--check" ] && { echo "not built yet: $OUT" >&2; exit 1; }
-TMP="$OUT.partial.$$"
-mkdir -p "$TMP/crds"
-trap 'rm -rf "$TMP"' EXIT
+OUT="$CACHE_ROOT/monitoring-prometheus-$PROMETHEUS-operator-$OPERATOR"
+cache_begin "${1:-}" "$OUT" promtool crds
+mkdir "$TMP/crds"
 echo "building promtool $PROMETHEUS, Prometheus Operator $OPERATOR CRDs into $OUT" >&2
 # remove_all_sd: none of Prometheus's cloud service discoveries, which promtool's rule
 # commands never use (they would triple the build).
@@ -33,7 +26,4 @@ DIR=$(cd "$TMP" && GOFLAGS=-mod=mod go mod download -json \
 for crd in $CRDS; do
   cp "$DIR/example/prometheus-operator-crd/monitoring.coreos.com_$crd.yaml" "$TMP/crds/"
 done
-rm -rf "$OUT"
-mv "$TMP" "$OUT"
-trap - EXIT
-echo "$OUT"
+cache_end

@@ -8,25 +8,14 @@
 #   KUBE_BINS_CACHE  cache root (default: ${XDG_CACHE_HOME:-~/.cache}/joyn-scim/kube-bins)
 set -euo pipefail
 cd "$(dirname "$0")"
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
+. ../cache.sh
 REGISTRY=$(sed -n 's#^\s*github.com/distribution/distribution/v3 \(v[0-9.]*\).*#\1#p' go.mod)
 # The writer's source is part of the key, so a change to it rebuilds.
 HELPER=$(sha256sum htpasswd/main.go | cut -c1-12)
-ROOT=${KUBE_BINS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/joyn-scim/kube-bins}
-OUT="$ROOT/registry-distribution-$REGISTRY-htpasswd-$HELPER"
-if [ -x "$OUT/registry" ] && [ -x "$OUT/htpasswd" ]; then
-  echo "$OUT"
-  exit 0
-fi
-[ "${1:-}" = "--check" ] && { echo "not built yet: $OUT" >&2; exit 1; }
-TMP="$OUT.partial.$$"
-mkdir -p "$TMP"
-trap 'rm -rf "$TMP"' EXIT
+OUT="$CACHE_ROOT/registry-distribution-$REGISTRY-htpasswd-$HELPER"
+cache_begin "${1:-}" "$OUT" registry htpasswd
 echo "building registry $REGISTRY into $OUT" >&2
 go build -trimpath -ldflags "-s -w" -o "$TMP/registry" \
   github.com/distribution/distribution/v3/cmd/registry >&2
 go build -trimpath -ldflags "-s -w" -o "$TMP/htpasswd" ./htpasswd >&2
-rm -rf "$OUT"
-mv "$TMP" "$OUT"
-trap - EXIT
-echo "$OUT"
+cache_end

@@ -5,25 +5,17 @@
 #   KUBE_BINS_CACHE  cache root (default: ${XDG_CACHE_HOME:-~/.cache}/joyn-scim/kube-bins)
 set -euo pipefail
 cd "$(dirname "$0")"
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
+. ../cache.sh
 version() { sed -n "s#^\s*$1 \(v[0-9.]*\).*#\1#p" go.mod; }
 HELM=$(version helm.sh/helm/v3); KUBECONFORM=$(version github.com/yannh/kubeconform)
 KIND=$(version sigs.k8s.io/kind)
-ROOT=${KUBE_BINS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/joyn-scim/kube-bins}
 # helm's own Makefile stamps the Kubernetes version its client-go speaks as the default of
 # `helm template` and `helm lint` (Capabilities.KubeVersion); without it helm says v1.20 and
 # refuses the chart's kubeVersion. Same rule as helm's Makefile: client-go v0.N is Kubernetes 1.N.
 CLIENT_GO=$(go list -m -f '{{.Version}}' k8s.io/client-go)
 K8S_MINOR=$(echo "$CLIENT_GO" | cut -d. -f2)
-OUT="$ROOT/tools-helm-$HELM-k8s-1.$K8S_MINOR-kubeconform-$KUBECONFORM-kind-$KIND"
-if [ -x "$OUT/helm" ] && [ -x "$OUT/kubeconform" ] && [ -x "$OUT/kind" ]; then
-  echo "$OUT"
-  exit 0
-fi
-[ "${1:-}" = "--check" ] && { echo "not built yet: $OUT" >&2; exit 1; }
-TMP="$OUT.partial.$$"
-mkdir -p "$TMP"
-trap 'rm -rf "$TMP"' EXIT
+OUT="$CACHE_ROOT/tools-helm-$HELM-k8s-1.$K8S_MINOR-kubeconform-$KUBECONFORM-kind-$KIND"
+cache_begin "${1:-}" "$OUT" helm kubeconform kind
 echo "building helm $HELM, kubeconform $KUBECONFORM, kind $KIND into $OUT" >&2
 K8S_FLAGS=""
 for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
@@ -33,7 +25,4 @@ go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$
   -o "$TMP/helm" helm.sh/helm/v3/cmd/helm >&2
 go build -trimpath -ldflags "-s -w -X main.version=$KUBECONFORM" -o "$TMP/kubeconform" github.com/yannh/kubeconform/cmd/kubeconform >&2
 go build -trimpath -ldflags "-s -w" -o "$TMP/kind" sigs.k8s.io/kind >&2
-rm -rf "$OUT"
-mv "$TMP" "$OUT"
-trap - EXIT
-echo "$OUT"
+cache_end

@@ -22,7 +22,7 @@ from . import GROUP, KIND, PLURAL, VERSION, activity, metrics
 from .config import is_glob, metrics_host_port
 from .keys import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from .kube import path
-from .reconcile import Claim, reconcile
+from .reconcile import CERTIFICATE_API, Claim, reconcile
 from .route import RouteChecker
 from .status import next_deadline
 from .tenant import ResolvedTenant, references, resolve
@@ -137,6 +137,14 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, tenant_rou
     # kopf's scanning watches CRDs and namespaces cluster-wide; only namespace globs need it,
     # so without them the operator needs no permission on either (least privilege).
     settings.scanning.disabled = not memo.config.namespace_globs
+    # kopf resolves its watched resources once, after the start-up handlers: a watch declared
+    # on a resource the cluster does not serve would warn on every start of an operator in a
+    # cluster without cert-manager, which is a supported setup.
+    if await memo.kube.get(CERTIFICATE_API) is not None:
+        kopf.on.event("cert-manager.io", "v1", "certificates")(referenced_certificate)
+    else:
+        log.info("cert-manager is not installed (%s is not served): its Certificates are read "
+                 "by each reconcile and not watched until a restart", CERTIFICATE_API)
     if memo.config.metrics_address:
         metrics.serve(*metrics_host_port(memo.config.metrics_address))
     # The live index (filled before any tenant is handled), for the reconciles that the resync
@@ -249,13 +257,12 @@ async def referenced_secret(event: dict, memo: kopf.Memo, tenant_refs: kopf.Inde
         await _reconcile_all(tenants, memo)
 
 
-@kopf.on.event("cert-manager.io", "v1", "certificates")
 async def referenced_certificate(event: dict, memo: kopf.Memo, tenant_refs: kopf.Index,
                                  **_) -> None:
     """The Certificate cert-manager's ingress-shim made for a tenant's Ingress changed (it
-    became Ready, or failed). Without cert-manager's CRDs kopf serves no such watch (it warns
-    once) and the operator works on; CRDs installed later are watched after a restart, and
-    read by every reconcile until then."""
+    became Ready, or failed). Registered at start-up only where cert-manager is installed
+    (`configure`); CRDs installed later are watched after a restart, and read by every
+    reconcile until then."""
     meta = (event.get("object") or {}).get("metadata") or {}
     tenants = tenant_refs.get(("Certificate", meta.get("namespace"), meta.get("name")), ())
     if tenants:

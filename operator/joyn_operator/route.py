@@ -2,7 +2,7 @@
 arrive, through the ingress controller, so that Ready means Entra can connect.
 
 Entra sends `GET <Tenant URL>/Users?filter=userName eq "<random>"` with the token and expects
-200 (../shared/docs/entra-scim-behaviour.md, U1). The operator sends it to the ingress
+200 (docs/entra.md, Test Connection). The operator sends it to the ingress
 controller's address (JOYN_OPERATOR_ROUTE_CHECK_ADDRESS: its Service's in-cluster name and
 port, or a load balancer's address) with the Tenant URL's host as SNI and Host, as
 `curl --resolve` does, verifying the certificate for that host against the system's trust

@@ -12,6 +12,7 @@ would name its CA instead)."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 import subprocess
@@ -31,8 +32,8 @@ USER = "joyn"
 
 @pytest.fixture(scope="module")
 def registry(cluster, tmp_path_factory):
-    """The registry, holding the image built here under a few tags (one per case, so no
-    case finds its image already pulled by another), none of them left in the node."""
+    """The registry, holding the server image built here as a few images of its own (one per
+    case, so no case finds its image already pulled by another), none of them in the node."""
     bins = built("registry", "REGISTRY_BINS_DIR", "the registry is")
     d = tmp_path_factory.mktemp("registry")
     password = secrets.token_urlsafe(18)
@@ -56,13 +57,17 @@ def registry(cluster, tmp_path_factory):
         (hosts / "hosts.toml").write_text(
             f'server = "http://{host}"\n\n[host."http://{host}"]\n'
             '  capabilities = ["pull", "resolve"]\n')
-        tags = ("own", "default", "opted-out", "none")
-        for tag in tags:
-            ref = f"{host}/joyn-scim:{tag}"
-            cluster.node.ctr("images", "tag", "--force", cluster.images.app, ref)
-            cluster.node.ctr("images", "push", "--plain-http", "--user", f"{USER}:{password}",
-                             ref)
-            cluster.node.ctr("images", "rm", ref)  # the kubelet must pull it
+        # The image built here, pushed once for its layers, then under each tag as an image
+        # of its own. Not the same image: the kubelet (KubeletEnsureSecretPulledImages, on by
+        # default since 1.35) remembers an image it pulled with credentials by its ID and from
+        # then on re-pulls it for any pod without those credentials, so the preloaded server
+        # image every other test runs (localhost/..., from no registry) would stop starting.
+        ref = f"{host}/joyn-scim:built-here"
+        cluster.node.ctr("images", "tag", "--force", cluster.images.app, ref)
+        cluster.node.ctr("images", "push", "--plain-http", "--user", f"{USER}:{password}", ref)
+        cluster.node.ctr("images", "rm", ref)
+        for tag in ("own", "default", "opted-out", "none"):
+            _push_variant(host, (USER, password), "built-here", tag)
         auth = base64.b64encode(f"{USER}:{password}".encode()).decode()
         yield SimpleNamespace(
             host=host, image=lambda tag: f"{host}/joyn-scim:{tag}", password=password,
@@ -74,6 +79,39 @@ def registry(cluster, tmp_path_factory):
             f.unlink()
         if hosts.exists():
             hosts.rmdir()
+
+
+MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json, "
+                  "application/vnd.docker.distribution.manifest.v2+json")
+
+
+def _push_variant(host: str, auth: tuple[str, str], source: str, tag: str) -> None:
+    """Tag `tag`: the image at tag `source` with a label naming `tag` in its config, so an
+    image of its own (a new config digest, which is the image's ID) on the same layers.
+    Through the registry's API (distribution's /v2), as no image tool here edits a config."""
+    base = f"http://{host}/v2/joyn-scim"
+    with httpx.Client(auth=auth, timeout=30) as http:
+        got = http.get(f"{base}/manifests/{source}", headers={"Accept": MANIFEST_TYPES})
+        got.raise_for_status()
+        manifest = got.json()
+        config = http.get(f"{base}/blobs/{manifest['config']['digest']}")
+        config.raise_for_status()
+        document = config.json()
+        labels = document.setdefault("config", {}).get("Labels") or {}
+        document["config"]["Labels"] = {**labels, "test.joyn-scim/pull-secrets": tag}
+        blob = json.dumps(document).encode()
+        digest = f"sha256:{hashlib.sha256(blob).hexdigest()}"
+        upload = http.post(f"{base}/blobs/uploads/")
+        assert upload.status_code == 202, upload.text
+        # The upload's own query (its signed state) stays: httpx's params= would replace it.
+        location = httpx.URL(f"http://{host}/").join(upload.headers["Location"])
+        put = http.put(location.copy_add_param("digest", digest), content=blob,
+                       headers={"Content-Type": "application/octet-stream"})
+        assert put.status_code == 201, put.text
+        manifest["config"] = {**manifest["config"], "digest": digest, "size": len(blob)}
+        put = http.put(f"{base}/manifests/{tag}", content=json.dumps(manifest).encode(),
+                       headers={"Content-Type": got.headers["Content-Type"]})
+        assert put.status_code == 201, put.text
 
 
 def _status(url: str) -> int | None:
