@@ -17,7 +17,9 @@ The contract:
   nothing records none, an acknowledged one always has one. The write rules (precondition,
   mutate, no-op, uniqueness, side effects on groups, the event) live once, in `writes.py`, over a
   few primitives each backend provides (`WriteTx`); what an event holds is `outbox.py`'s.
-- The logic every backend shares lives in `common.py` (ids, preconditions, uniqueness keys).
+- The logic every backend shares lives in `common.py` (ids, preconditions, uniqueness keys);
+  the logical schema (which attribute is in which table and column) in `schema.py`; filters
+  and sorts compile once (`sqlfilter.py`), spelled by each backend's `dialect.py` Dialect.
 """
 
 from __future__ import annotations

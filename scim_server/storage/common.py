@@ -12,6 +12,7 @@ from ..errors import ScimError
 from ..filters import format_datetime
 from ..schemas import ResourceType
 from . import Stored
+from .schema import EMAILS, TABLES
 
 
 def new_id() -> str:
@@ -47,12 +48,12 @@ def check_precondition(res: Stored, if_match: str | None) -> None:
 
 def email_keys(doc: dict) -> set[str]:
     """The folded email addresses of a user document, as the email index holds them."""
-    return {fold(e["value"]) for e in doc.get("emails") or ()
-            if isinstance(e, dict) and isinstance(e.get("value"), str)}
+    return {fold(e[EMAILS.sub]) for e in doc.get(EMAILS.attr) or ()
+            if isinstance(e, dict) and isinstance(e.get(EMAILS.sub), str)}
 
 
 # The attribute each resource type keeps unique (case-insensitively: both are caseExact false).
-UNIQUE = {"User": "userName", "Group": "displayName"}
+UNIQUE = {name: table.unique.attr for name, table in TABLES.items()}
 
 
 def unique_key(rt: ResourceType, doc: dict) -> object:

@@ -36,7 +36,9 @@ from ..limits import QUERY_TIMEOUT
 from ..schemas import ResourceType
 from . import MemberChange, Outboxed, Query, Stored, StreamState
 from .common import email_keys, fold, unique_key
+from .dialect import SQLITE
 from .outbox import MemberDelta
+from .schema import DOC, EMAILS, GROUP_DISPLAY, TABLES
 from .sqlfilter import (
     compile_filter,
     compile_member_filter,
@@ -128,8 +130,9 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_TABLE = {"User": "users", "Group": "groups"}
-_UNIQUE_COLUMN = {"User": "user_name_fold", "Group": "display_name_fold"}  # common.UNIQUE
+_TABLE = {name: t.name for name, t in TABLES.items()}
+_ROWID = SQLITE.row_order
+_GROUP_DISPLAY = SQLITE.json_value(f"g.{DOC}", (GROUP_DISPLAY.attr,))  # in a user's groups
 _CHUNK = 500  # stays well below SQLite's bound-parameter limit
 _WAL_LIMIT = 16 * 1024 * 1024  # the WAL file is truncated back to this size after a reset
 READERS = 2  # reader threads: the two cores a tenant's pod gets at most
@@ -139,16 +142,15 @@ _FREE_PAGES_KEPT = 256  # free pages beyond these go back to the file system aft
 
 
 def _index_columns(rt: ResourceType, doc: dict) -> dict:
-    """The indexed columns derived from a document (the document itself stays as sent)."""
-    cols = {"external_id": doc.get("externalId")}
-    display = doc.get("displayName")
-    if rt.name == "User":
-        cols["user_name_fold"] = fold(doc["userName"])
-        cols["display_name_fold"] = fold(display) if isinstance(display, str) else None
-        active = doc.get("active")
-        cols["active"] = None if active is None else int(active)
-    else:
-        cols["display_name_fold"] = fold(display)
+    """The columns the schema derives from a document (the document itself stays as sent)."""
+    cols = {}
+    for col in TABLES[rt.name].from_doc:
+        value = doc.get(col.attr)
+        if col.folded:
+            value = fold(value) if isinstance(value, str) else None
+        elif isinstance(value, bool):
+            value = SQLITE.boolean(value)
+        cols[col.name] = value
     return cols
 
 
@@ -159,7 +161,7 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
     db.execute("PRAGMA foreign_keys=ON")
     db.execute("PRAGMA busy_timeout=5000")
     db.execute("PRAGMA cache_size=-65536")  # KiB: a tenant's whole database, typically
-    db.create_function("scim_fold", 1, fold, deterministic=True)
+    db.create_function(SQLITE.fold_function, 1, fold, deterministic=True)
     return db
 
 
@@ -177,7 +179,7 @@ class _Reader:
 
     def row(self, rt: ResourceType, id: str) -> tuple | None:
         return self.db.execute(
-            f"SELECT id, data, created, last_modified, version FROM {_TABLE[rt.name]} "
+            f"SELECT id, {DOC}, created, last_modified, version FROM {_TABLE[rt.name]} "
             "WHERE id = ?", (id,)).fetchone()
 
     @staticmethod
@@ -205,8 +207,8 @@ class _Reader:
                                                "type": type_})
             else:
                 rows = self.db.execute(
-                    "SELECT m.value, m.group_id, json_extract(g.data, '$.displayName') "
-                    "FROM group_members m JOIN groups g ON g.id = m.group_id "
+                    f"SELECT m.value, m.group_id, {_GROUP_DISPLAY} "
+                    f"FROM group_members m JOIN {_TABLE['Group']} g ON g.id = m.group_id "
                     f"WHERE m.value IN ({marks})", chunk)
                 for uid, gid, display in rows:
                     by_id[uid].groups.append({"value": gid, "display": display})
@@ -251,20 +253,21 @@ class _Reader:
 
     def search(self, rt: ResourceType, query: Query) -> tuple[int, list[Stored]]:
         table = _TABLE[rt.name]
-        where, params = ("1", []) if query.filter is None else compile_filter(rt, query.filter)
-        order = "r.rowid"
+        where, params = ("1", []) if query.filter is None else \
+            compile_filter(rt, query.filter, SQLITE)
+        order = f"r.{_ROWID}"
         page_where = where
         if query.filter is not None and not query.sort_by and range_on_index(rt, query.filter):
-            page_where = f"r.rowid IN (SELECT r.rowid FROM {table} r WHERE {where})"
+            page_where = f"r.{_ROWID} IN (SELECT r.{_ROWID} FROM {table} r WHERE {where})"
         if query.sort_by:
             direction = "DESC" if query.descending else "ASC"
-            order = f"{compile_sort(rt, query.sort_by)} {direction} NULLS LAST, r.rowid"
+            order = f"{compile_sort(rt, query.sort_by, SQLITE)} {direction} NULLS LAST, {order}"
         offset = query.start_index - 1
         rows = []
         with self.bounded_query():
             if query.count > 0:
                 rows = self.db.execute(
-                    f"SELECT r.id, r.data, r.created, r.last_modified, r.version FROM {table} r "
+                    f"SELECT r.id, r.{DOC}, r.created, r.last_modified, r.version FROM {table} r "
                     f"WHERE {page_where} ORDER BY {order} LIMIT ? OFFSET ?",
                     (*params, query.count, offset)).fetchall()
             if offset == 0 and len(rows) < query.count:
@@ -408,7 +411,7 @@ class SqliteStorage(WritePath):
         return self.db.execute(f"SELECT count(*) FROM {_TABLE[rt.name]}").fetchone()[0]
 
     async def ping(self) -> None:
-        self.db.execute("SELECT count(*) FROM users WHERE 0").fetchone()
+        self.db.execute(f"SELECT count(*) FROM {_TABLE['User']} WHERE 0").fetchone()
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -583,7 +586,7 @@ class _WriteTx:
         """After the UNIQUE index refused a write (it checks for free; a SELECT before every
         write cost a statement per request): who holds the value."""
         row = self.db.execute(
-            f"SELECT id FROM {_TABLE[rt.name]} WHERE {_UNIQUE_COLUMN[rt.name]} = ?",
+            f"SELECT id FROM {_TABLE[rt.name]} WHERE {TABLES[rt.name].unique.name} = ?",
             (unique_key(rt, doc),)).fetchone()
         return None if row is None or row[0] == own_id else Taken(row[0])
 
@@ -595,8 +598,8 @@ class _WriteTx:
         if old is not None:
             before = _index_columns(rt, old)
             cols = {k: v for k, v in cols.items() if before.get(k) != v}
-        cols.update(last_modified=res.last_modified, version=res.version,
-                    data=orjson.dumps(res.doc).decode())
+        cols.update(last_modified=res.last_modified, version=res.version)
+        cols[DOC] = orjson.dumps(res.doc).decode()
         table = _TABLE[rt.name]
         try:
             if old is None:
@@ -621,11 +624,11 @@ class _WriteTx:
         before = email_keys(old) if old is not None else set()
         gone, added = before - values, values - before
         if gone:
-            self.db.executemany("DELETE FROM user_emails WHERE user_id = ? AND value_fold = ?",
-                                [(id, v) for v in gone])
+            self.db.executemany(f"DELETE FROM {EMAILS.table} WHERE {EMAILS.owner} = ? AND "
+                                f"{EMAILS.value} = ?", [(id, v) for v in gone])
         if added:
-            self.db.executemany("INSERT INTO user_emails (user_id, value_fold) VALUES (?, ?)",
-                                [(id, v) for v in added])
+            self.db.executemany(f"INSERT INTO {EMAILS.table} ({EMAILS.owner}, {EMAILS.value}) "
+                                "VALUES (?, ?)", [(id, v) for v in added])
 
     # -- membership -------------------------------------------------------------------------
 
@@ -644,12 +647,12 @@ class _WriteTx:
                         f"DELETE FROM group_members WHERE group_id = ? AND value IN "
                         f"({','.join('?' * len(chunk))}) {member_rows}", (group_id, *chunk)))
             elif ch.kind == "remove_where":
-                where, params = compile_member_filter(ch.filter)
+                where, params = compile_member_filter(ch.filter, SQLITE)
                 self._gone(delta, self.db.execute(
                     f"DELETE FROM group_members AS m WHERE group_id = ? AND {where} "
                     f"{member_rows}", (group_id, *params)))
             elif ch.kind == "update_where":
-                where, params = compile_member_filter(ch.filter)
+                where, params = compile_member_filter(ch.filter, SQLITE)
                 match = f"group_id = ? AND display IS NOT ? AND {where}"
                 args = (group_id, ch.display, *params)
                 # RETURNING shows rows as they become; the delta needs them as they were too.
@@ -681,10 +684,11 @@ class _WriteTx:
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
             for mid, type_, present, display in self.db.execute(
-                    f"SELECT r.id, 'User', m.value IS NOT NULL, m.display FROM users r "
+                    f"SELECT r.id, 'User', m.value IS NOT NULL, m.display FROM {_TABLE['User']} r "
                     f"LEFT JOIN group_members m ON m.group_id = ? AND m.value = r.id "
                     f"WHERE r.id IN ({marks}) UNION ALL "
-                    f"SELECT r.id, 'Group', m.value IS NOT NULL, m.display FROM groups r "
+                    f"SELECT r.id, 'Group', m.value IS NOT NULL, m.display "
+                    f"FROM {_TABLE['Group']} r "
                     f"LEFT JOIN group_members m ON m.group_id = ? AND m.value = r.id "
                     f"WHERE r.id IN ({marks})", (group_id, *chunk, group_id, *chunk)):
                 found[mid] = (type_, present, display)
@@ -750,8 +754,9 @@ class _Snapshot:
 
     def _batch(self, rt: ResourceType, after: int) -> tuple[int, list[Stored]]:
         rows = self.reads.db.execute(
-            f"SELECT rowid, id, data, created, last_modified, version FROM {_TABLE[rt.name]} "
-            f"WHERE rowid > ? ORDER BY rowid LIMIT {_SNAPSHOT_BATCH}", (after,)).fetchall()
+            f"SELECT {_ROWID}, id, {DOC}, created, last_modified, version FROM "
+            f"{_TABLE[rt.name]} WHERE {_ROWID} > ? ORDER BY {_ROWID} LIMIT {_SNAPSHOT_BATCH}",
+            (after,)).fetchall()
         items = [self.reads.stored(r[1:]) for r in rows]
         if rt.name == "Group":
             self.reads.load_related(rt, items)
