@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import socket
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 BASE_PATH = "/scim/v2"
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -165,3 +167,22 @@ def new_group(client: httpx.Client, **fields) -> dict:
 
 def patch(client: httpx.Client, path: str, *ops: dict, **kw) -> httpx.Response:
     return client.patch(path, json={"schemas": [PATCH_OP], "Operations": list(ops)}, **kw)
+
+
+def built(folder: str, env: str, what: str) -> Path:
+    """The folder hack/<folder>/build.sh builds into; fails under CI, else skips, if absent."""
+    sys.path.insert(0, str(ROOT / "hack" / "kube"))
+    from controlplane import binaries_dir
+    bins = binaries_dir(script=ROOT / "hack" / folder / "build.sh", env=env)
+    if bins is None:
+        message = f"{what} not built: run `make kube-bins`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return bins
+
+
+def kube_version() -> str:
+    """The pinned Kubernetes release (hack/kube/go.mod), e.g. v1.36.3."""
+    text = (ROOT / "hack" / "kube" / "go.mod").read_text()
+    return re.search(r"k8s.io/kubernetes (v[0-9.]+)", text).group(1)

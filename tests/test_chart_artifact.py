@@ -16,12 +16,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import built, kube_version
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "joyn-scim"
@@ -54,22 +54,9 @@ SETTLED_REASONS = {"Ready", "Stable", "AsExpected", "NoRotation", "PreviousToken
                    "Reconciling", "Paused", "IngressDisabled", "IngressReady"}
 
 
-def _bins(folder: str, env: str, what: str) -> Path:
-    """hack/<folder>/build.sh's folder; skips when it is not built, fails under CI."""
-    sys.path.insert(0, str(ROOT / "hack" / "kube"))
-    from controlplane import binaries_dir
-    bins = binaries_dir(script=ROOT / "hack" / folder / "build.sh", env=env)
-    if bins is None:
-        message = f"{what} not built: run `make kube-bins`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return bins
-
-
 @pytest.fixture(scope="module")
 def helm(tmp_path_factory):
-    bins = _bins("tools", "TOOLS_BINS_DIR", "helm is")
+    bins = built("tools", "TOOLS_BINS_DIR", "helm is")
     home = tmp_path_factory.mktemp("helm")
     env = {**os.environ, "HELM_CACHE_HOME": str(home / "c"), "HELM_CONFIG_HOME": str(home / "f"),
            "HELM_DATA_HOME": str(home / "d")}
@@ -84,7 +71,7 @@ def helm(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def argocd_health():
-    bins = _bins("lua", "LUA_BINS_DIR", "the Argo CD health check runner (hack/lua) is")
+    bins = built("lua", "LUA_BINS_DIR", "the Argo CD health check runner (hack/lua) is")
 
     def judge(*objs: dict) -> list[dict]:
         r = subprocess.run([str(bins / "argocd-health"), str(EXAMPLES / "health.lua")],
@@ -93,11 +80,6 @@ def argocd_health():
         assert r.returncode == 0, r.stderr
         return [json.loads(line) for line in r.stdout.splitlines()]
     return judge
-
-
-def kube_version() -> str:
-    return re.search(r"k8s.io/kubernetes (v[0-9.]+)",
-                     (ROOT / "hack" / "kube" / "go.mod").read_text()).group(1)
 
 
 def docs(path: Path) -> list[dict]:

@@ -175,15 +175,23 @@ def crd_spec() -> dict[str, dict]:
     return spec_paths(version["schema"]["openAPIV3Schema"]["properties"]["spec"])
 
 
+def documented_both_ways(in_code, documented, what: str, doc: str, markers: str) -> None:
+    """Every name in `in_code` (a set, or names -> where in the code) is in the table of `doc`
+    between <!-- markers -->, and the table names nothing else."""
+    where = in_code if isinstance(in_code, dict) else dict.fromkeys(in_code, "")
+    missing = sorted(n for n in where if n not in documented)
+    assert not missing, (f"{what} not in {doc}'s table between <!-- {markers} --> markers: "
+                         + ", ".join(f"{n} ({where[n]})" if where[n] else n for n in missing))
+    unknown = sorted(n for n in documented if n not in where)
+    assert not unknown, f"{doc} documents {what} that do not exist: {unknown}"
+
+
 def test_every_spec_field_is_in_the_reference_and_nothing_else():
     fields = crd_spec()
     rows = table(REFERENCE, "spec")
     documented = {first_code(r[0]): r for r in rows}
-    missing = [f for f in fields if f not in documented]
-    unknown = [f for f in documented if f not in fields]
-    assert not missing, ("JoynScimTenant fields not in docs/platform/reference.md's table "
-                         f"between <!-- spec --> markers: {missing}")
-    assert not unknown, f"docs/platform/reference.md documents fields the CRD lacks: {unknown}"
+    documented_both_ways(set(fields), documented, "JoynScimTenant fields (the CRD)",
+                         "docs/platform/reference.md", "spec")
     wrong = []
     for name, row in documented.items():
         default = fields[name].get("default")
@@ -200,7 +208,7 @@ def test_every_spec_field_is_in_the_reference_and_nothing_else():
 def operator_variables() -> set[str]:
     """Every JOYN_OPERATOR_* variable config.py reads (or names in an error)."""
     text = (OPERATOR_PKG / "config.py").read_text()
-    names = set(re.findall(r'\b(?:get|seconds|integer)\("([A-Z][A-Z0-9_]*)"', text))
+    names = set(re.findall(r'\b(?:get|number)\("([A-Z][A-Z0-9_]*)"', text))
     names |= set(re.findall(r"\{ENV_PREFIX\}([A-Z][A-Z0-9_]*)", text))
     return {ENV_PREFIX + n for n in names}
 
@@ -210,11 +218,8 @@ def test_every_operator_setting_is_in_the_reference_with_its_default():
     documented = {first_code(r[0]): r for r in rows}
     variables = operator_variables()
     assert {"JOYN_OPERATOR_DOMAIN", "JOYN_OPERATOR_METRICS_ADDRESS"} <= variables
-    missing = sorted(variables - documented.keys())
-    assert not missing, ("operator settings not in docs/platform/reference.md's table between "
-                         f"<!-- operator-env --> markers: {missing}")
-    unknown = sorted(documented.keys() - variables)
-    assert not unknown, f"docs/platform/reference.md documents settings config.py lacks: {unknown}"
+    documented_both_ways(variables, documented, "operator settings (config.py)",
+                         "docs/platform/reference.md", "operator-env")
     wrong = []
     for f in dataclasses.fields(OperatorConfig):
         name = ENV_PREFIX + f.name.upper()
@@ -388,12 +393,8 @@ def test_every_condition_reason_is_documented_and_no_other():
     reasons = condition_reasons()
     assert {"HostConflict", "TokenReplaced", "ImagePullBackOff", "Ready"} <= reasons.keys()
     documented = {first_code(r[0]) for r in table(REFERENCE, "reasons")}
-    missing = {r: w for r, w in reasons.items() if r not in documented}
-    assert not missing, ("condition reasons the operator sets, not in docs/platform/"
-                         "reference.md's table between <!-- reasons --> markers: "
-                         + ", ".join(f"{r} ({w})" for r, w in sorted(missing.items())))
-    unknown = sorted(documented - reasons.keys())
-    assert not unknown, f"docs/platform/reference.md documents reasons no code sets: {unknown}"
+    documented_both_ways(reasons, documented, "condition reasons the operator sets",
+                         "docs/platform/reference.md", "reasons")
 
 
 def event_reasons() -> dict[str, str]:
@@ -428,12 +429,8 @@ def test_every_event_is_documented_and_no_other():
     events = event_reasons()
     assert {"TokenRotated", "DriftCorrected", "Paused"} <= events.keys()
     documented = {first_code(r[0]) for r in table(REFERENCE, "events")}
-    missing = {e: w for e, w in events.items() if e not in documented}
-    assert not missing, ("Events the operator posts, not in docs/platform/reference.md's "
-                         "table between <!-- events --> markers: "
-                         + ", ".join(f"{e} ({w})" for e, w in sorted(missing.items())))
-    unknown = sorted(documented - events.keys())
-    assert not unknown, f"docs/platform/reference.md documents Events no code posts: {unknown}"
+    documented_both_ways(events, documented, "Events the operator posts",
+                         "docs/platform/reference.md", "events")
 
 
 # -- kubectl joyn -----------------------------------------------------------------------------
@@ -465,13 +462,9 @@ def test_every_kubectl_joyn_command_is_in_the_reps_doc():
     commands = set(sub.choices)
     assert {"tenants", "handover", "rotate"} <= commands
     documented = {command_of(r[0]) for r in table(REPS_DOC, "commands")} - {None}
-    missing = sorted(commands - documented)
-    assert not missing, ("`kubectl joyn` commands not in docs/reps.md's table between "
-                         f"<!-- commands --> markers (a row `kubectl joyn <command> ...`): "
-                         f"{missing}")
-    unknown = sorted(documented - commands)
-    assert not unknown, f"docs/reps.md documents `kubectl joyn` commands that do not exist: " \
-                        f"{unknown}"
+    documented_both_ways(commands, documented,
+                         "`kubectl joyn` commands (rows `kubectl joyn <command> ...`)",
+                         "docs/reps.md", "commands")
 
 
 # -- annotations ------------------------------------------------------------------------------
@@ -482,9 +475,6 @@ def test_every_annotation_a_person_sets_is_in_the_reference_and_no_other():
                    if k.endswith("_ANNOTATION") and isinstance(v, str) and v.startswith(GROUP)}
     assert keys.ROTATE_ANNOTATION in annotations
     documented = {first_code(r[0]) for r in table(REFERENCE, "annotations")}
-    missing = sorted(annotations - documented)
-    assert not missing, ("tenant annotations (operator/joyn_operator/keys.py) not in docs/"
-                         "platform/reference.md's table between <!-- annotations --> markers: "
-                         f"{missing}")
-    unknown = sorted(documented - annotations)
-    assert not unknown, f"docs/platform/reference.md documents annotations keys.py lacks: {unknown}"
+    documented_both_ways(annotations, documented,
+                         "tenant annotations (operator/joyn_operator/keys.py)",
+                         "docs/platform/reference.md", "annotations")

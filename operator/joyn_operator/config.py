@@ -72,23 +72,19 @@ class OperatorConfig:
                       "kind": get("TLS_ISSUER_KIND") or SPEC_DEFAULTS["ingress.tls.issuerRef.kind"],
                       "group": get("TLS_ISSUER_GROUP")
                       or SPEC_DEFAULTS["ingress.tls.issuerRef.group"]}
-        def seconds(name: str, default: float) -> float:
+
+        def number(name: str, default, parse=float, what: str = "a number"):
             text = get(name)
             try:
-                return float(text) if text else default
+                return parse(text) if text else default
             except ValueError:
-                raise ConfigError(f"{ENV_PREFIX}{name}: not a number: {text!r}") from None
-        def integer(name: str, default: int) -> int:
-            text = get(name)
-            try:
-                return int(text) if text else default
-            except ValueError:
-                raise ConfigError(f"{ENV_PREFIX}{name}: not a whole number: {text!r}") from None
+                raise ConfigError(f"{ENV_PREFIX}{name}: not {what}: {text!r}") from None
         config = cls(
             server_image=get("SERVER_IMAGE") or cls.server_image,
             rollout=RolloutPolicy(
                 policy=get("SERVER_IMAGE_ROLLOUT") or RolloutPolicy.policy,
-                batch_size=integer("SERVER_IMAGE_BATCH_SIZE", RolloutPolicy.batch_size)),
+                batch_size=number("SERVER_IMAGE_BATCH_SIZE", RolloutPolicy.batch_size, int,
+                                  "a whole number")),
             tenant_defaults=parse_tenant_defaults(get("TENANT_DEFAULTS")),
             domain=get("DOMAIN"),
             url_scheme=get("URL_SCHEME") or cls.url_scheme,
@@ -99,11 +95,11 @@ class OperatorConfig:
             ingress_from=parse_peers(get("INGRESS_FROM"), f"{ENV_PREFIX}INGRESS_FROM"),
             route_check_address=get("ROUTE_CHECK_ADDRESS"),
             route_check_ca_file=get("ROUTE_CHECK_CA_FILE"),
-            route_check_seconds=seconds("ROUTE_CHECK_SECONDS", cls.route_check_seconds),
+            route_check_seconds=number("ROUTE_CHECK_SECONDS", cls.route_check_seconds),
             monitoring_namespace=get("MONITORING_NAMESPACE"),
             watch_namespaces=split_list(get("WATCH_NAMESPACES")),
-            resync_seconds=seconds("RESYNC_SECONDS", cls.resync_seconds),
-            activity_seconds=seconds("ACTIVITY_SECONDS", cls.activity_seconds),
+            resync_seconds=number("RESYNC_SECONDS", cls.resync_seconds),
+            activity_seconds=number("ACTIVITY_SECONDS", cls.activity_seconds),
             pod_namespace=get("POD_NAMESPACE"),
             pod_labels=parse_annotations(get("POD_LABELS"), "POD_LABELS"),
             log_level=(get("LOG_LEVEL") or cls.log_level).lower(),

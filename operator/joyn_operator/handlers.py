@@ -140,11 +140,14 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, tenant_rou
     # kopf resolves its watched resources once, after the start-up handlers: a watch declared
     # on a resource the cluster does not serve would warn on every start of an operator in a
     # cluster without cert-manager, which is a supported setup.
-    if await memo.kube.get(CERTIFICATE_API) is not None:
-        kopf.on.event("cert-manager.io", "v1", "certificates")(referenced_certificate)
-    else:
-        log.info("cert-manager is not installed (%s is not served): its Certificates are read "
-                 "by each reconcile and not watched until a restart", CERTIFICATE_API)
+    # Once per process, even when kopf retries this handler after a later step failed.
+    if not memo.get("certificates_watched"):
+        if await memo.kube.get(CERTIFICATE_API) is not None:
+            kopf.on.event("cert-manager.io", "v1", "certificates")(referenced_certificate)
+            memo.certificates_watched = True
+        else:
+            log.info("cert-manager is not installed (%s is not served): its Certificates are "
+                     "read by each reconcile and not watched until a restart", CERTIFICATE_API)
     if memo.config.metrics_address:
         metrics.serve(*metrics_host_port(memo.config.metrics_address))
     # The live index (filled before any tenant is handled), for the reconciles that the resync

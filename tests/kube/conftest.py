@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 import signal
 import ssl
@@ -24,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack" / "kube"))
 import node as node_module  # noqa: E402
 from cluster import Cluster, missing  # noqa: E402
-from controlplane import ControlPlane, binaries_dir, free_port  # noqa: E402
+from conftest import built, kube_version  # noqa: E402 (tests import them from here)
+from controlplane import ControlPlane, free_port  # noqa: E402
 
 
 class Kube:
@@ -214,17 +214,6 @@ def module_operator(cluster, namespace: str, tmp_path_factory, request, **env: s
         print(f"--- operator log ---\n{op.log.read_text()[-6000:]}")
 
 
-def built(folder: str, env: str, what: str) -> Path:
-    """The folder hack/<folder>/build.sh builds into; fails under CI, else skips, if absent."""
-    bins = binaries_dir(script=ROOT / "hack" / folder / "build.sh", env=env)
-    if bins is None:
-        message = f"{what} not built: run `make kube-bins`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return bins
-
-
 @pytest.fixture(scope="session")
 def tools_bins() -> Path:
     """helm, kubeconform and kind (hack/tools/build.sh)."""
@@ -236,12 +225,6 @@ def monitoring_bins() -> Path:
     """promtool and the Prometheus Operator's CRDs (hack/monitoring/build.sh)."""
     return built("monitoring", "MONITORING_BINS_DIR",
                  "promtool and the Prometheus Operator's CRDs are")
-
-
-def kube_version() -> str:
-    """The pinned Kubernetes release (hack/kube/go.mod), e.g. v1.36.3."""
-    text = (ROOT / "hack" / "kube" / "go.mod").read_text()
-    return re.search(r"k8s.io/kubernetes (v[0-9.]+)", text).group(1)
 
 
 CHART = ROOT / "charts" / "joyn-scim"

@@ -50,26 +50,31 @@ class Reasons:
         params = {"watch": "true", "fieldSelector": f"metadata.name={name}",
                   "timeoutSeconds": "300"}
         # A client of its own: the thread's long request must not hold the shared one's.
-        http = httpx.Client(base_url=kube.cp.server, verify=ssl.create_default_context(
-            cafile=str(kube.cp.ca_file)),
-                            headers=kube.http.headers, timeout=None)
+        http = httpx.Client(base_url=kube.cp.server, headers=kube.http.headers, timeout=None,
+                            verify=ssl.create_default_context(cafile=str(kube.cp.ca_file)))
 
         def follow() -> None:
-            with http, http.stream("GET", url, params=params) as r:
-                for line in r.iter_lines():
-                    if self._stop:
-                        return
-                    obj = json.loads(line).get("object") or {}
-                    for c in (obj.get("status") or {}).get("conditions") or []:
-                        if c["type"] == condition and (not self.seen or
-                                                       self.seen[-1] != c["reason"]):
-                            self.seen.append(c["reason"])
+            try:
+                with http, http.stream("GET", url, params=params) as r:
+                    for line in r.iter_lines():
+                        if self._stop:
+                            return
+                        obj = json.loads(line).get("object") or {}
+                        for c in (obj.get("status") or {}).get("conditions") or []:
+                            if c["type"] == condition and (not self.seen or
+                                                           self.seen[-1] != c["reason"]):
+                                self.seen.append(c["reason"])
+            except httpx.TransportError:
+                # Once stopped, the watch ends with its next event or when the session's API
+                # server stops, which breaks the stream: that is not a failure.
+                if not self._stop:
+                    raise
 
         self.thread = threading.Thread(target=follow, daemon=True)
         self.thread.start()
 
     def stop(self) -> None:
-        self._stop = True  # the daemon thread ends with its next event or the session
+        self._stop = True
 
 
 # -- cert-manager --------------------------------------------------------------------------------
