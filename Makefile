@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: demo serve test lint bench bench-events bench-operator chart client kubectl-joyn clean node-deps kube-bins image dev-cluster dev-cluster-down \
-	kind-up kind-down test-e2e
+	kind-up kind-down test-e2e db-deps
 
 $(STAMP): pyproject.toml client/pyproject.toml tests/conformance/package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ lint: $(STAMP)  ## ruff, and the layering in .importlinter
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-test: $(STAMP) lint kube-bins  ## the whole test suite: SCIM, conformance, Kubernetes on a real node
+test: $(STAMP) lint kube-bins db-deps  ## the whole test suite: SCIM, conformance, Kubernetes on a real node
 	KUBE_BINS_DIR=$$(hack/kube/build.sh) TOOLS_BINS_DIR=$$(hack/tools/build.sh) \
 		NODE_BINS_DIR=$$(hack/node/build.sh) MONITORING_BINS_DIR=$$(hack/monitoring/build.sh) \
 		CERT_MANAGER_BINS_DIR=$$(hack/cert-manager/build.sh) \
@@ -43,6 +43,15 @@ node-deps:  ## install containerd, runc, CNI plugins, buildah, debootstrap (apt-
 	@test "$$(dpkg-query -W -f='$${Status}\n' $(NODE_DEPS) 2>/dev/null | grep -c 'ok installed')" \
 		= $(words $(NODE_DEPS)) || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(NODE_DEPS) >/dev/null; }
+
+# PostgreSQL for the tests of the PostgreSQL backend (tests/pgserver.py starts it as the
+# `postgres` user in a temporary folder); a no-op when installed. Debian's package also starts a
+# cluster of its own as a service where services run; the tests do not use it.
+DB_DEPS := postgresql
+db-deps:  ## install PostgreSQL (apt-get) for the tests
+	@dpkg-query -W -f='$${Status}\n' $(DB_DEPS) 2>/dev/null | grep -q 'ok installed' || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		$(DB_DEPS) >/dev/null; }
 
 # Kubernetes and the node's tools from the Go module proxy (versions pinned in hack/kube,
 # hack/tools and hack/node), and the node's images (hack/node/images.sh), cached outside the

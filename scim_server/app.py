@@ -48,7 +48,10 @@ def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
         try:
             await svc.storage.ping()
         except Exception as e:  # any storage failure means "not ready"; the detail says which
-            problems.append(f"database: {type(e).__name__}")
+            # A backend's ping raises RuntimeError with a reason fit to show (no address, no
+            # password); anything else is named by its kind only.
+            problems.append(f"database: {e}" if type(e) is RuntimeError
+                            else f"database: {type(e).__name__}")
         if tokens.count == 0:
             problems.append("no bearer token configured")
         # The stream's own gaps are said, not made unready: taking the pod out of the Service
@@ -103,6 +106,7 @@ def create_app(settings: AppSettings, storage_factory, tokens: TokenStore,
     @contextlib.asynccontextmanager
     async def lifespan(app):
         svc.storage = storage_factory()
+        await svc.storage.open(wait=False)
         tasks, pusher = [], None
         if events:
             events.storage = svc.storage

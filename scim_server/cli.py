@@ -56,7 +56,10 @@ def _serve_parser(sub) -> None:
                    help="folder for the default database and generated token "
                         "[JOYN_SCIM_DATA_DIR]")
     p.add_argument("--db", default=_env("DB"),
-                   help="SQLite database file (default: <data dir>/scim.db) [JOYN_SCIM_DB]")
+                   help="the database: a SQLite file (default: <data dir>/scim.db), or a "
+                        "PostgreSQL URI, postgresql://user@host/db (the password from the "
+                        "environment, PGPASSWORD or a .pgpass, rather than the command line) "
+                        "[JOYN_SCIM_DB]")
     p.add_argument("--token-file", action="append", dest="token_files",
                    default=_env_list("TOKEN_FILES"),
                    help="file holding a valid bearer token; repeat for several (current and "

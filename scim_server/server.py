@@ -20,7 +20,7 @@ from .events.keys import SigningKeys, generate_key_file
 from .events.sets import EVENT_URIS
 from .events.stream import EventSettings, EventStream
 from .logs import setup_logging
-from .storage.sqlite import SqliteStorage
+from .storage.backends import describe, is_postgres, storage_for
 
 log = logging.getLogger("scim_server")
 
@@ -92,7 +92,7 @@ def serve(args: argparse.Namespace) -> int:
     base_path = normalize_base_path(args.base_path)
     if not (args.db and args.token_files):
         os.makedirs(args.data_dir, exist_ok=True)
-    db_path = args.db or os.path.join(args.data_dir, "scim.db")
+    db = args.db or os.path.join(args.data_dir, "scim.db")
     token_files = args.token_files or [os.path.join(args.data_dir, "token")]
     generated = None
     if not args.token_files and not os.path.exists(token_files[0]):
@@ -119,11 +119,13 @@ def serve(args: argparse.Namespace) -> int:
     settings = AppSettings(base_path=base_path, public_url=args.public_url,
                            max_body_bytes=args.max_body_bytes, max_results=args.max_results,
                            event_uris=EVENT_URIS if events else ())
-    app = create_app(settings, lambda: SqliteStorage(db_path, args.durability.upper(),
-                                                     args.query_timeout, events=bool(events)),
+    app = create_app(settings, lambda: storage_for(db, events=bool(events),
+                                                   durability=args.durability,
+                                                   query_timeout=args.query_timeout),
                      tokens, events=events)
     log.info("starting", extra={"listen": f"{args.host}:{args.port}", "base_path": base_path,
-                                "database": db_path, "tenant_url": tenant_url})
+                                "database": describe(db), "tenant_url": tenant_url,
+                                "backend": "postgresql" if is_postgres(db) else "sqlite"})
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_config=None, access_log=False,
         http=protocol(args.request_timeout),

@@ -64,7 +64,8 @@ class ServerProcess:
     def url(self) -> str:
         return self.root + BASE_PATH
 
-    def start(self) -> ServerProcess:
+    def start(self, ready: bool = True) -> ServerProcess:
+        """Start, and wait until it answers (and, with `ready`, has its database open)."""
         self.port = free_port()
         args = [sys.executable, "-m", "scim_server", "serve", "--port", str(self.port),
                 "--data-dir", str(self.data_dir), *self.extra_args]
@@ -74,15 +75,22 @@ class ServerProcess:
         self.proc = subprocess.Popen(args, cwd=self.workdir, env=env,
                                      stdout=open(self.out_path, "ab"),
                                      stderr=open(self.log_path, "ab"))
-        wait_until(self._healthy, what=f"server on port {self.port} (log: {self.log_path})")
+        wait_until(lambda: self._healthy(ready),
+                   what=f"server on port {self.port} (log: {self.log_path})")
         return self
 
-    def _healthy(self) -> bool:
+    def _healthy(self, ready: bool = True) -> bool:
         if self.proc.poll() is not None:
             raise AssertionError(f"server exited with {self.proc.returncode}: "
                                  f"{self.log_path.read_text()[-2000:]}")
         try:
-            return httpx.get(self.root + "/healthz", timeout=1).status_code == 200
+            if httpx.get(self.root + "/healthz", timeout=1).status_code != 200:
+                return False
+            if not ready:
+                return True
+            # Up is not enough: a PostgreSQL server opens its database after it starts.
+            ready = httpx.get(self.root + "/readyz", timeout=1).json()
+            return not any(p.startswith("database") for p in ready["problems"])
         except httpx.TransportError:
             return False
 
@@ -117,6 +125,20 @@ def own_server(tmp_path_factory, name: str, extra_args: list[str] | None = None)
     srv = ServerProcess(workdir, [workdir / "token"], extra_args).start()
     srv.token = token
     return srv
+
+
+# The backends an HTTP suite that matters to Entra runs on, each in turn (`db_args`).
+SERVER_BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="module", params=SERVER_BACKENDS)
+def db_args(request) -> list[str]:
+    """`serve` arguments for a server on each backend in turn: none for SQLite (its file in the
+    data folder), `--db` naming a new database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return []
+    pg = request.getfixturevalue("postgres")
+    return ["--db", pg.new_database(f"srv_{secrets.token_hex(6)}")]
 
 
 @pytest.fixture(scope="session")
@@ -186,3 +208,20 @@ def kube_version() -> str:
     """The pinned Kubernetes release (hack/kube/go.mod), e.g. v1.36.3."""
     text = (ROOT / "hack" / "kube" / "go.mod").read_text()
     return re.search(r"k8s.io/kubernetes (v[0-9.]+)", text).group(1)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server for the session (tests/pgserver.py); skipped, with where to get it,
+    where Debian's `postgresql` is not installed and CI is not set."""
+    from pgserver import PostgresServer, bin_dir
+    bins = bin_dir()
+    if bins is None:
+        message = ("PostgreSQL is not installed: `apt-get install postgresql` (make test does), "
+                   "or set POSTGRES_BIN_DIR to a folder holding initdb and pg_ctl")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    srv = PostgresServer(bins).start()
+    yield srv
+    srv.stop()

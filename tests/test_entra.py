@@ -11,9 +11,26 @@ from conftest import (
     USER,
     new_group,
     new_user,
+    own_server,
     patch,
+    scim_client,
     unique,
 )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, db_args):
+    """A server of this module's own, on each backend in turn (conftest's db_args)."""
+    srv = own_server(tmp_path_factory, "entra", db_args)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with scim_client(server, server.token) as c:
+        yield c
+
 
 ADSCIM_GROUP = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"
 

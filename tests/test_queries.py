@@ -1,5 +1,5 @@
 """Filters (every operator and the full grammar), sorting, paging and projection, over HTTP,
-on a server of its own holding a known set of users."""
+on a server of its own holding a known set of users, on each backend in turn."""
 
 import pytest
 from conftest import ENTERPRISE, JOYN, USER, own_server, scim_client
@@ -15,8 +15,8 @@ PEOPLE = [
 
 
 @pytest.fixture(scope="module")
-def q(tmp_path_factory):
-    srv = own_server(tmp_path_factory, "queries")
+def q(tmp_path_factory, db_args):
+    srv = own_server(tmp_path_factory, "queries", db_args)
     with scim_client(srv, srv.token) as c:
         ids = {}
         for user_name, display, active, title, email, emp, xid in PEOPLE:

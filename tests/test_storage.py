@@ -1,7 +1,7 @@
 """The storage interface (scim_server.storage.Storage), as any backend must keep it.
 
-Every test runs once per backend in BACKENDS: a second backend (PostgreSQL) is added by
-writing its module and one entry here, and passes when it behaves as this contract says.
+Every test runs once per backend in BACKENDS (SQLite, and PostgreSQL on the session's real
+server, tests/pgserver.py); a backend passes when it behaves as this contract says.
 What only one backend has (SQLite's migrations, query plans, reader threads) is tested in
 that backend's own file (test_sqlite.py).
 """
@@ -15,15 +15,32 @@ from scim_server.errors import ScimError
 from scim_server.filters import parse_filter
 from scim_server.schemas import GROUP_TYPE, USER_TYPE
 from scim_server.storage import MemberChange, Query
+from scim_server.storage.postgres import PostgresStorage
 from scim_server.storage.sqlite import SqliteStorage
 
 pytestmark = pytest.mark.anyio
 
-# name -> open(folder, events=False): a backend whose data lives in `folder`, so opening it
-# again finds it; `events` turns its outbox on.
-BACKENDS = {
-    "sqlite": lambda folder, events=False: SqliteStorage(str(folder / "scim.db"), events=events),
-}
+
+
+def _sqlite(request):
+    return lambda folder, events=False: SqliteStorage(str(folder / "scim.db"), events=events)
+
+
+def _postgres(request):
+    server = request.getfixturevalue("postgres")
+    return lambda folder, events=False: PostgresStorage(server.database_for(folder),
+                                                        events=events)
+
+
+# name -> (pytest request -> make(folder, events=False)): a backend whose data lives in (or is
+# named by) `folder`, so making it again finds it; `events` turns its outbox on. `opened()`
+# opens what `make` returns.
+BACKENDS = {"sqlite": _sqlite, "postgresql": _postgres}
+
+
+async def opened(storage):
+    await storage.open()
+    return storage
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\Z")
 
 
@@ -34,12 +51,13 @@ def anyio_backend():
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request):
-    return BACKENDS[request.param]
+    make = BACKENDS[request.param](request)
+    return lambda folder, events=False: opened(make(folder, events))
 
 
 @pytest.fixture
 async def store(backend, tmp_path):
-    s = backend(tmp_path)
+    s = await backend(tmp_path)
     yield s
     await s.close()
 
@@ -47,7 +65,7 @@ async def store(backend, tmp_path):
 @pytest.fixture
 async def outbox(backend, tmp_path):
     """A backend with its event outbox on."""
-    s = backend(tmp_path, events=True)
+    s = await backend(tmp_path, events=True)
     yield s
     await s.close()
 
@@ -223,11 +241,11 @@ async def test_search_filters_counts_pages_and_sorts(store):
 
 
 async def test_data_survives_closing_and_opening_again(backend, tmp_path):
-    s = backend(tmp_path)
+    s = await backend(tmp_path)
     a = await user(s, "a")
     g = await s.create(GROUP_TYPE, {"displayName": "g"}, [{"value": a.id}])
     await s.close()
-    s = backend(tmp_path)
+    s = await backend(tmp_path)
     try:
         await s.ping()
         assert await s.count(USER_TYPE) == 1 and await s.count(GROUP_TYPE) == 1
@@ -427,14 +445,14 @@ async def test_the_retention_discards_the_oldest_and_marks_a_gap(outbox):
 
 
 async def test_changes_made_with_events_off_leave_a_gap(backend, tmp_path):
-    s = backend(tmp_path, events=True)
+    s = await backend(tmp_path, events=True)
     await user(s, "a")
     stream = (await s.stream_state()).stream
     await s.close()
-    s = backend(tmp_path)
+    s = await backend(tmp_path)
     await user(s, "unrecorded")
     await s.close()
-    s = backend(tmp_path, events=True)
+    s = await backend(tmp_path, events=True)
     try:
         state = await s.stream_state()
         assert (state.stream, state.gap, state.gap_count) == (stream, True, -1)
@@ -444,11 +462,11 @@ async def test_changes_made_with_events_off_leave_a_gap(backend, tmp_path):
 
 
 async def test_events_survive_closing_and_opening_again(backend, tmp_path):
-    s = backend(tmp_path, events=True)
+    s = await backend(tmp_path, events=True)
     await user(s, "a")
     before = await events(s)
     await s.close()
-    s = backend(tmp_path, events=True)
+    s = await backend(tmp_path, events=True)
     try:
         assert await events(s) == before
     finally:

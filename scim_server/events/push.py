@@ -103,9 +103,16 @@ class PushSender:
         self.attempt = 0  # failures in a row
 
     async def run(self) -> None:
+        """Push while this replica is the tenant's one sender (storage.leadership): replicas
+        on one PostgreSQL database would otherwise each push, out of order."""
         stream = self.stream
-        stuck: str | None = None  # why the sender cannot even try, said once
         while not stream.closing.is_set():
+            async with stream.storage.leadership("push") as lost:
+                await self._push_while(lambda: not (stream.closing.is_set() or lost.is_set()))
+
+    async def _push_while(self, leading) -> None:
+        stuck: str | None = None  # why the sender cannot even try, said once
+        while leading():
             try:
                 await self._push_batch()
                 stuck = None

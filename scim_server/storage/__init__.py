@@ -1,8 +1,8 @@
 """Storage: the interface every backend implements, and the types it speaks.
 
-SQLite (WAL, one file; `sqlite.py`) is the embedded backend. A second one (PostgreSQL) is one
-more module implementing `Storage`, one entry in tests/test_storage.py's BACKENDS, and
-passing the same tests: they run against this interface, once per backend.
+SQLite (WAL, one file; `sqlite.py`) is the embedded backend, PostgreSQL (`postgres.py`) the one
+for several replicas on a database with replication and backups. Both pass the same tests
+(tests/test_storage.py runs against this interface, once per backend in its BACKENDS).
 
 The contract:
 - Every method is a coroutine and one transaction: a call applies completely or not at all,
@@ -24,6 +24,7 @@ The contract:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -119,6 +120,10 @@ class Snapshot(Protocol):
 
 
 class Storage(Protocol):
+    async def open(self, wait: bool = True) -> None:
+        """Ready the database (connect, migrate). With `wait=False` a database that does not
+        answer yet is retried in the background, and requests get 503 until it does."""
+
     async def get(self, rt: ResourceType, id: str, *, with_related: bool = True) -> Stored:
         """One resource (404 if absent); `with_related` loads members or groups."""
 
@@ -178,3 +183,8 @@ class Storage(Protocol):
 
     def snapshot(self) -> AbstractAsyncContextManager[Snapshot]:
         """A consistent read of every user and group, for a receiver's bootstrap."""
+
+    def leadership(self, name: str) -> AbstractAsyncContextManager[asyncio.Event]:
+        """Entered once this process is the only one, of all sharing the database, inside a
+        block of this `name` (the push sender: one at a time, or events would go out of
+        order); yields an Event set if that is no longer certain (the lock was lost)."""

@@ -9,22 +9,15 @@ folded JSON value compare alike (SQLite's `lower()` and `COLLATE NOCASE` fold AS
 `"ÉVA"` would miss `"éva"`); substring tests with `instr`/`substr` (no LIKE, so nothing
 to escape); booleans are 1 and 0; the paging order is the table's `rowid`.
 
-A PostgreSQL dialect will provide, for psycopg 3 over `jsonb` documents:
-- `placeholder` `%s` (so a literal `%` in its own spellings is written `%%`);
-- `json_value`: `doc #>> '{a,b}'` (text), cast by SCIM type: `::numeric` for integer and
-  decimal, `::boolean` for boolean (dateTime stays text: every stored one has one fixed
-  width, so text order is time order);
-- `elements`: `jsonb_array_elements(doc #> '{a}') WITH ORDINALITY AS j(value, position)`,
-  `element` `j.value ->> 'sub'` (or `j.value #>> '{}'` for a plain value),
-  `position` `j.position`; `is_object`: `jsonb_typeof(doc #> '{a}') = 'object'`;
-- `fold`: `lower(x)`, which differs from `casefold` for a few characters (ß): the folded
-  columns are written by `common.fold` either way, so only comparisons on JSON values not in a
-  column can differ; or a function of its own that matches `casefold` exactly;
-- `contains`/`starts_with`/`ends_with`: `strpos(x, v) > 0`, `starts_with(x, v)`,
-  `right(x, length(v)) = v` (or LIKE with `%`, `_` and `\\` escaped in the value);
-- `boolean` True/False, `false` `false` (NOT COALESCE(cond, false));
-- `row_order`: a `bigint` identity column (or the time-ordered UUIDv7 `id`): PostgreSQL has no
-  rowid.
+PostgreSQL (`POSTGRES`, psycopg 3): `%s` placeholders; the document is stored as `json` (its
+text kept byte for byte, as SQLite keeps it) and read with `#>` / `#>>` and
+`json_array_elements ... WITH ORDINALITY`; a value is cast to its SCIM type only where JSON holds
+that type (`CASE WHEN json_typeof(...) = 'number'`), so a stray string in a number attribute
+compares as no match instead of failing the query; strings compare and sort `COLLATE "C"`
+(bytes, as SQLite's BINARY does); case folding by `scim_fold()`, an SQL function made by
+postgres.py that equals `str.casefold` (ICU's lower() and the few foldings lower() lacks, such
+as ß to ss); substring tests with `strpos`/`starts_with`/`right`; booleans are SQL booleans; the
+paging order is a `bigint` identity column, PostgreSQL having no rowid.
 """
 
 from __future__ import annotations
@@ -113,3 +106,67 @@ class SqliteDialect:
 
 
 SQLITE = SqliteDialect()
+
+
+def _pg_path(names: tuple[str, ...]) -> str:
+    """A path as `#>` takes it: a text array of literals. Names come from the schema (never
+    from a request), but are quoted anyway; `%` is doubled, psycopg's placeholder sign."""
+    quoted = ("'" + n.replace("'", "''").replace("%", "%%") + "'" for n in names)
+    return f"ARRAY[{', '.join(quoted)}]::text[]"
+
+
+def _pg_typed(json: str, text: str, scim_type: str) -> str:
+    """`text` (the value as text) cast to the SCIM type, where `json` (the same value as JSON)
+    holds that type; strings compare as bytes."""
+    if scim_type in ("integer", "decimal"):
+        return f"(CASE WHEN json_typeof({json}) = 'number' THEN ({text})::numeric END)"
+    if scim_type == "boolean":
+        return f"(CASE WHEN json_typeof({json}) = 'boolean' THEN ({text})::boolean END)"
+    return f'(({text}) COLLATE "C")'
+
+
+class PostgresDialect:
+    placeholder = "%s"
+    fold_function = "scim_fold"  # made by postgres.py's schema
+    false = "false"
+    row_order = "row_order"
+
+    def json_value(self, doc: str, path: tuple[str, ...], scim_type: str = "string") -> str:
+        p = _pg_path(path)
+        return _pg_typed(f"({doc} #> {p})", f"{doc} #>> {p}", scim_type)
+
+    def elements(self, doc: str, path: tuple[str, ...], alias: str) -> str:
+        # json_array_elements fails on anything but an array: a stray object or string in a
+        # multi-valued attribute is no elements, as it is no match on SQLite.
+        value = f"({doc} #> {_pg_path(path)})"
+        return (f"json_array_elements(CASE WHEN json_typeof({value}) = 'array' THEN {value} "
+                f"END) WITH ORDINALITY AS {alias}(value, position)")
+
+    def element(self, alias: str, sub: str | None, scim_type: str = "string") -> str:
+        if sub is None:
+            return _pg_typed(f"{alias}.value", f"{alias}.value #>> '{{}}'", scim_type)
+        return self.json_value(f"{alias}.value", (sub,), scim_type)
+
+    def position(self, alias: str) -> str:
+        return f"{alias}.position"
+
+    def is_object(self, doc: str, path: tuple[str, ...]) -> str:
+        return f"json_typeof({doc} #> {_pg_path(path)}) = 'object'"
+
+    def fold(self, expr: str) -> str:
+        return f"{self.fold_function}({expr})"
+
+    def contains(self, expr: str, value: str, bind: Bind) -> str:
+        return f"strpos({expr}, {bind(value)}) > 0"
+
+    def starts_with(self, expr: str, value: str, bind: Bind) -> str:
+        return f"starts_with({expr}, {bind(value)})"
+
+    def ends_with(self, expr: str, value: str, bind: Bind) -> str:
+        return f"right({expr}, length({bind(value)})) = {bind(value)}"
+
+    def boolean(self, value: bool) -> object:
+        return value
+
+
+POSTGRES = PostgresDialect()

@@ -323,6 +323,9 @@ class SqliteStorage(WritePath):
         self._readers = ThreadPoolExecutor(max_workers=readers,
                                            thread_name_prefix="sqlite-reader")
 
+    async def open(self, wait: bool = True) -> None:
+        """Nothing left to do: the file is opened and migrated by the constructor."""
+
     @property
     def query_timeout(self) -> float:
         return self.reads.query_timeout
@@ -531,6 +534,12 @@ class SqliteStorage(WritePath):
         except TimeoutError:
             pass
         return _head(self.db) > after
+
+    @asynccontextmanager
+    async def leadership(self, name: str) -> AsyncIterator[asyncio.Event]:
+        """Always this process's: one process opens a SQLite file (its volume is
+        ReadWriteOnce, and the CRD refuses replicas with SQLite)."""
+        yield asyncio.Event()
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[_Snapshot]:

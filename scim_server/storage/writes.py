@@ -30,6 +30,14 @@ class Taken(Exception):
         self.holder = holder
 
 
+class Retry(Exception):
+    """Raised by a backend when the database rolled the transaction back for a reason that
+    running it again resolves (PostgreSQL's deadlock detector): the write runs again, whole."""
+
+
+RETRIES = 5
+
+
 class WriteTx(Protocol):
     """One open write transaction of a backend. Nothing is visible to others until the
     transaction commits, which the backend does when the `transaction()` block ends without
@@ -106,7 +114,20 @@ class WritePath:
         check_precondition(cur, if_match)
         return cur
 
+    async def _retried(self, attempt):
+        """Run one write's transaction, again on `Retry` (a few times: each retry is a fresh
+        transaction that sees what made the last one fail as committed)."""
+        for _ in range(RETRIES - 1):
+            try:
+                return await attempt()
+            except Retry:
+                continue
+        return await attempt()
+
     async def create(self, rt: ResourceType, doc: dict, members: list[dict] | None) -> Stored:
+        return await self._retried(lambda: self._create(rt, doc, members))
+
+    async def _create(self, rt: ResourceType, doc: dict, members: list[dict] | None) -> Stored:
         async with self.transaction() as tx:
             at = now()
             res = Stored(new_id(), doc, at, at, 1)
@@ -122,6 +143,10 @@ class WritePath:
 
     async def replace(self, rt: ResourceType, id: str, doc: dict, members: list[dict] | None,
                       if_match: str | None) -> Stored:
+        return await self._retried(lambda: self._replace(rt, id, doc, members, if_match))
+
+    async def _replace(self, rt: ResourceType, id: str, doc: dict, members: list[dict] | None,
+                       if_match: str | None) -> Stored:
         async with self.transaction() as tx:
             cur = await self._current(tx, rt, id, if_match)
             res = Stored(id, doc, cur.created, now(), cur.version + 1)
@@ -135,25 +160,34 @@ class WritePath:
 
     async def modify(self, rt: ResourceType, id: str, mutate: Mutation, if_match: str | None,
                      *, with_related: bool = True, patch_op: dict | None = None) -> Stored:
+        return await self._retried(
+            lambda: self._modify(rt, id, mutate, if_match, with_related, patch_op))
+
+    async def _modify(self, rt: ResourceType, id: str, mutate: Mutation, if_match: str | None,
+                      with_related: bool, patch_op: dict | None) -> Stored:
         async with self.transaction() as tx:
             cur = await self._current(tx, rt, id, if_match)
             doc, changes = mutate(cur.doc)
             # Member deltas first: one that changes no member (Entra adding a member already
             # there) is no change, and neither the version nor lastModified moves.
             delta = await tx.change_members(id, changes) if changes else None
-            saved = []
-            if doc == cur.doc and not delta:
-                res = cur
-            else:
+            changed = not (doc == cur.doc and not delta)
+            res = cur
+            if changed:
                 res = Stored(id, doc, cur.created, now(), cur.version + 1)
                 await self._write(tx, rt, res, cur)
-                saved = await self._save(tx, [outbox.patched(rt, cur, res, delta, patch_op)])
             if with_related:
                 await tx.load_related(rt, [res])
+            # The events last: a backend may serialise recorders from here to the commit.
+            saved = await self._save(tx, [outbox.patched(rt, cur, res, delta, patch_op)]) \
+                if changed else []
         self._committed(saved)
         return res
 
     async def delete(self, rt: ResourceType, id: str, if_match: str | None) -> None:
+        await self._retried(lambda: self._delete(rt, id, if_match))
+
+    async def _delete(self, rt: ResourceType, id: str, if_match: str | None) -> None:
         async with self.transaction() as tx:
             cur = await self._current(tx, rt, id, if_match)
             records = [outbox.deleted(rt, cur)]

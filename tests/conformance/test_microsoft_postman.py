@@ -37,14 +37,14 @@ def outcomes_of(report: dict) -> dict[str, bool]:
     return out
 
 
-def test_microsoft_scim_tests_collection(tmp_path, capsys):
+def test_microsoft_scim_tests_collection(tmp_path, capsys, db_args):
     assert NEWMAN.exists(), "newman is not installed: run `make test` (npm ci in tests/conformance)"
     if not COLLECTION.exists():
         if os.environ.get("CI"):
             pytest.fail(f"{COLLECTION} is missing, and CI must run it: {WHERE}")
         pytest.skip(f"{COLLECTION} is missing: {WHERE}")
     token = write_token(tmp_path / "token")
-    srv = ServerProcess(tmp_path, [tmp_path / "token"]).start()
+    srv = ServerProcess(tmp_path, [tmp_path / "token"], db_args).start()
     report_path = tmp_path / "newman.json"
     args = [str(NEWMAN), "run", str(COLLECTION), "--env-var", "Protocol=http",
             "--env-var", "Server=127.0.0.1", "--env-var", f"Port=:{srv.port}",

@@ -9,9 +9,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from run_scim2_tester import run
 
 
-def test_scim2_tester_all_checks_succeed(tmp_path, capsys):
+def test_scim2_tester_all_checks_succeed(tmp_path, capsys, db_args):
     token = write_token(tmp_path / "token")
-    srv = ServerProcess(tmp_path, [tmp_path / "token"]).start()
+    srv = ServerProcess(tmp_path, [tmp_path / "token"], db_args).start()
     try:
         passed, failed, problems = run(srv.url, token)
     finally:

@@ -15,11 +15,11 @@ from .expectations import check
 SCIM_SANITY = Path(sys.executable).parent / "scim-sanity"
 
 
-def test_scim_sanity_probe(tmp_path, capsys):
+def test_scim_sanity_probe(tmp_path, capsys, db_args):
     exe = str(SCIM_SANITY) if SCIM_SANITY.exists() else shutil.which("scim-sanity")
     assert exe, "scim-sanity is not installed: run `make test`"
     token = write_token(tmp_path / "token")
-    srv = ServerProcess(tmp_path, [tmp_path / "token"]).start()
+    srv = ServerProcess(tmp_path, [tmp_path / "token"], db_args).start()
     try:
         r = subprocess.run([exe, "probe", srv.url, "--token", token, "--json-output",
                             "--i-accept-side-effects"], capture_output=True, text=True,

@@ -1,0 +1,133 @@
+"""The PostgreSQL backend when things break, over HTTP, each on a PostgreSQL server of its own
+(stopped and started by the test): the database down, the server started before it, a replica
+killed with SIGKILL under load. Entra must see retryable 503s, never a 500 or a hang, and no
+acknowledged write may be lost."""
+
+import secrets
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from conftest import USER, ServerProcess, scim_client, wait_until, write_token
+from pgserver import PostgresServer, bin_dir
+
+
+@pytest.fixture
+def own_postgres():
+    bins = bin_dir()
+    if bins is None:
+        pytest.skip("PostgreSQL is not installed (see conftest's postgres fixture)")
+    srv = PostgresServer(bins, crash_safe=True).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def tenant_db(own_postgres):
+    """A tenant's role with a password, and its database: the URI as an operator passes it."""
+    password = "pw-" + secrets.token_urlsafe(12)
+    own_postgres.execute(f"CREATE ROLE acme LOGIN PASSWORD '{password}'")
+    own_postgres.execute("CREATE DATABASE acme OWNER acme")
+    return own_postgres.dsn("acme", user="acme", password=password), password
+
+
+def start_server(tmp_path, name, dsn, ready=True) -> ServerProcess:
+    workdir = tmp_path / name
+    workdir.mkdir()
+    token = write_token(workdir / "token")
+    srv = ServerProcess(workdir, [workdir / "token"], ["--db", dsn]).start(ready=ready)
+    srv.token = token
+    return srv
+
+
+def body(name: str) -> dict:
+    return {"schemas": [USER], "userName": name}
+
+
+def test_the_database_down_is_a_retryable_503_and_the_server_recovers_by_itself(
+        tmp_path, own_postgres, tenant_db):
+    dsn, password = tenant_db
+    srv = start_server(tmp_path, "srv", dsn)
+    try:
+        with scim_client(srv, srv.token) as c:
+            kept = c.post("/Users", json=body("kept@example.com")).json()
+            own_postgres.halt()
+            for r in (c.get("/Users", params={"filter": 'userName eq "kept@example.com"'}),
+                      c.post("/Users", json=body("lost@example.com")),
+                      c.get(f"/Users/{kept['id']}")):
+                assert r.status_code == 503, r.text
+                assert r.headers["Retry-After"].isdigit()
+                assert r.json()["status"] == "503" and "retry" in r.json()["detail"]
+            ready = httpx.get(srv.root + "/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["problems"][0].startswith("database: the database does not")
+            own_postgres.start()
+            wait_until(lambda: c.get(f"/Users/{kept['id']}").status_code == 200,
+                       what="the server to reconnect")
+            assert c.get(f"/Users/{kept['id']}").json() == kept
+            assert c.get("/Users", params={"filter": 'userName eq "lost@example.com"'}
+                         ).json()["totalResults"] == 0  # a 503 stored nothing
+            assert httpx.get(srv.root + "/readyz").status_code == 200
+    finally:
+        srv.stop()
+    output = srv.logs() + srv.out_path.read_text()
+    assert "database" in output and password not in output
+
+
+def test_a_server_started_before_its_database_opens_it_when_it_answers(
+        tmp_path, own_postgres, tenant_db):
+    dsn, _ = tenant_db
+    own_postgres.halt()
+    srv = start_server(tmp_path, "srv", dsn, ready=False)
+    try:
+        ready = httpx.get(srv.root + "/readyz")
+        assert ready.status_code == 503 and "has not answered" in ready.json()["problems"][0]
+        with scim_client(srv, srv.token) as c:
+            r = c.get("/Users")
+            assert r.status_code == 503 and "Retry-After" in r.headers
+            own_postgres.start()
+            wait_until(lambda: httpx.get(srv.root + "/readyz").status_code == 200,
+                       timeout=60, what="the database to be opened")
+            assert c.post("/Users", json=body("first@example.com")).status_code == 201
+    finally:
+        srv.stop()
+
+
+def test_a_replica_killed_under_load_loses_no_acknowledged_write(tmp_path, tenant_db):
+    dsn, _ = tenant_db
+    a, b = (start_server(tmp_path, name, dsn) for name in ("a", "b"))
+    acknowledged, after_kill = [], []
+    killed = threading.Event()
+
+    def create(n: int) -> None:
+        target = a if n % 2 else b
+        name = f"load-{n}@example.com"
+        try:
+            with scim_client(target, target.token) as c:
+                r = c.post("/Users", json=body(name))
+        except httpx.TransportError:
+            return  # the killed replica: never acknowledged
+        assert r.status_code in (201, 503), r.text
+        if r.status_code == 201:
+            acknowledged.append(name)
+            if killed.is_set() and target is b:
+                after_kill.append(name)
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(create, n) for n in range(400)]
+            wait_until(lambda: len(acknowledged) >= 100, what="load on both replicas")
+            a.stop(signal.SIGKILL)
+            killed.set()
+            for f in futures:
+                f.result()
+        assert after_kill, "the other replica kept answering"
+        with scim_client(b, b.token) as c:
+            stored = {u["userName"] for u in c.get("/Users", params={"count": 1000}
+                                                   ).json()["Resources"]}
+        assert set(acknowledged) <= stored
+    finally:
+        a.stop(signal.SIGKILL)
+        b.stop()
