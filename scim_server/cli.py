@@ -128,12 +128,67 @@ def _serve_parser(sub) -> None:
     p.set_defaults(func=_serve)
 
 
+def _copy(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .storage.backends import describe, is_postgres, sqlite_path, storage_for
+    from .storage.copy import CopyRefused, copy
+
+    if not is_postgres(args.source) and not os.path.exists(sqlite_path(args.source)):
+        print(f"joyn-scim storage copy: {args.source}: no such database file", file=sys.stderr)
+        return 2
+
+    async def run():
+        src = storage_for(args.source, events=None)
+        dst = storage_for(args.target, events=None)
+        try:
+            await src.open()
+            await dst.open()
+            return await copy(src, dst)
+        finally:
+            await dst.close()
+            await src.close()
+
+    try:
+        done = asyncio.run(run())
+    except CopyRefused as e:
+        print(f"joyn-scim storage copy: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a database that cannot be opened: its kind, never its password
+        print(f"joyn-scim storage copy: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    print(f"copied {done.users} users, {done.groups} groups, {done.memberships} memberships "
+          f"and {done.events} unacknowledged events (stream at {done.position}) from "
+          f"{describe(args.source)} to {describe(args.target)}")
+    return 0
+
+
+def _storage_parser(sub) -> None:
+    p = sub.add_parser("storage", help="move a tenant's data between databases",
+                       description="Work on a tenant's database while its server is stopped.")
+    commands = p.add_subparsers(dest="storage_command", required=True, metavar="COMMAND")
+    c = commands.add_parser(
+        "copy", help="copy a tenant into an empty database",
+        description="Copy every user, group and membership with its id, version and timestamps, "
+                    "and the event stream where it stands (its unacknowledged events with their "
+                    "seqs), from one database into an empty one, in one transaction. Stop or "
+                    "pause the source's server first. A database is a SQLite file "
+                    "(sqlite:<path> or a path) or a PostgreSQL URI (postgresql://...; give the "
+                    "password by PGPASSWORD or a .pgpass, not on the command line).")
+    c.add_argument("--from", dest="source", required=True, metavar="DB",
+                   help="the database to copy from")
+    c.add_argument("--to", dest="target", required=True, metavar="DB",
+                   help="the empty database to copy into")
+    c.set_defaults(func=_copy)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="joyn-scim", description="Joyn FSM SCIM for Entra ID")
     parser.add_argument("--version", action="version", version=f"joyn-scim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(sub)
     add_events_parser(sub)
+    _storage_parser(sub)
     for command in entry_points(group=COMMANDS):
         try:
             # Each adds its sub-parsers, with set_defaults(func=...).

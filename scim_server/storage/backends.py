@@ -15,7 +15,7 @@ def sqlite_path(db: str) -> str:
     return db.removeprefix("sqlite:")
 
 
-def storage_for(db: str, *, events: bool = False, durability: str = "normal",
+def storage_for(db: str, *, events: bool | None = False, durability: str = "normal",
                 query_timeout: float = QUERY_TIMEOUT) -> Storage:
     """The backend `db` names, not opened yet (`await storage.open()`)."""
     if is_postgres(db):

@@ -229,13 +229,15 @@ async def _configure(conn: psycopg.AsyncConnection) -> None:
 
 class PostgresStorage(WritePath):
     """The Storage interface (see the package) over one PostgreSQL database. `dsn`: a libpq
-    URI; `events`: record every change in the outbox (the event stream is on)."""
+    URI; `events`: record every change in the outbox (the event stream is on); None leaves the
+    stream as it is (a copy's source)."""
 
-    def __init__(self, dsn: str, *, events: bool = False,
+    def __init__(self, dsn: str, *, events: bool | None = False,
                  query_timeout: float = QUERY_TIMEOUT, pool_size: int = POOL_SIZE,
                  pool_timeout: float = POOL_TIMEOUT) -> None:
         self.dsn = dsn
-        self.events_on = events
+        self.events_on = bool(events)
+        self._stream_kept = events is None  # `storage copy`: read the stream, change nothing
         self.query_timeout = query_timeout
         # The session's statement_timeout bounds every statement, a search's filter above all
         # (its 400 tooMany); a write waiting that long for a lock is a 503 and is retried.
@@ -321,6 +323,8 @@ class PostgresStorage(WritePath):
     async def _open_stream(self, conn: psycopg.AsyncConnection) -> None:
         """The stream's row, as sqlite.py keeps it: turning events off and on again leaves
         changes no event tells of, so the receiver is told to resync (a gap)."""
+        if self._stream_kept:
+            return
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             row = await (await conn.execute("SELECT recording FROM event_stream")).fetchone()
@@ -651,8 +655,10 @@ async def _load_related(conn: psycopg.AsyncConnection, rt: ResourceType,
     if rt.name == "Group":
         for s in items:
             s.members = []
+        # In the order SQLite keeps them (its primary key's), so both backends answer alike.
         cur = await conn.execute("SELECT group_id, value, display, type FROM group_members "
-                                 "WHERE group_id = ANY(%s)", (list(by_id),))
+                                 "WHERE group_id = ANY(%s) ORDER BY group_id, value",
+                                 (list(by_id),))
         for gid, value, display, type_ in await cur.fetchall():
             by_id[gid].members.append(_member(value, display, type_))
     else:
@@ -660,7 +666,8 @@ async def _load_related(conn: psycopg.AsyncConnection, rt: ResourceType,
             s.groups = []
         cur = await conn.execute(
             f"SELECT m.value, m.group_id, {_GROUP_DISPLAY} FROM group_members m "
-            f"JOIN {_TABLE['Group']} g ON g.id = m.group_id WHERE m.value = ANY(%s)",
+            f"JOIN {_TABLE['Group']} g ON g.id = m.group_id WHERE m.value = ANY(%s) "
+            "ORDER BY m.value, m.group_id",
             (list(by_id),))
         for uid, gid, display in await cur.fetchall():
             by_id[uid].groups.append({"value": gid, "display": display})
@@ -769,6 +776,18 @@ class _WriteTx:
              [orjson.dumps(r).decode() for r in records]))).fetchone()
         txn = row[0]
         return [Outboxed(txn + i, txn, iat, r) for i, r in enumerate(records)]
+
+    async def restore_stream(self, state: StreamState, events: list[Outboxed]) -> None:
+        await self.conn.execute(
+            "INSERT INTO event_stream (id, stream, recording, head, gap_through, gap_count, "
+            "gap_reason) VALUES (1, %s, true, %s, %s, %s, %s)",
+            (state.stream, state.head, state.gap_through, state.gap_count, state.gap_reason))
+        if events:
+            await self.conn.execute(
+                "INSERT INTO events (seq, txn, iat, record) SELECT * FROM "
+                "unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::json[])",
+                ([e.seq for e in events], [e.txn for e in events], [e.iat for e in events],
+                 [orjson.dumps(e.record).decode() for e in events]))
 
     # -- membership -------------------------------------------------------------------------
 

@@ -285,14 +285,16 @@ class _Reader:
 
 class SqliteStorage(WritePath):
     """The Storage interface (see the package) over one SQLite file. `events`: record every
-    change in the outbox (the event stream is on)."""
+    change in the outbox (the event stream is on); None leaves the stream as it is (a copy's
+    source: opening it with events off would mark a gap)."""
 
     def __init__(self, path: str, synchronous: str = "NORMAL",
                  query_timeout: float = QUERY_TIMEOUT, readers: int = READERS,
-                 events: bool = False) -> None:
+                 events: bool | None = False) -> None:
         self.path = path
         self.synchronous = synchronous
-        self.events_on = events
+        self.events_on = bool(events)
+        self._stream_kept = events is None  # `storage copy`: read the stream, change nothing
         self._commits = 0
         self._event_commits = asyncio.Event()
         self.db = _connect(path, synchronous)
@@ -447,6 +449,8 @@ class SqliteStorage(WritePath):
     def _open_stream(self) -> None:
         """The stream's row: made when events are first on. Turning events off and on again
         leaves changes no event tells of, so the receiver is told to resync (a gap)."""
+        if self._stream_kept:
+            return
         with self._tx():
             row = self.db.execute("SELECT recording FROM event_stream").fetchone()
             if row is None:
@@ -590,6 +594,17 @@ class _WriteTx:
         self.db.executemany("INSERT INTO events (seq, txn, iat, record) VALUES (?, ?, ?, ?)",
                             [(e.seq, txn, iat, orjson.dumps(e.record)) for e in saved])
         return saved
+
+    async def restore_stream(self, state: StreamState, events: list[Outboxed]) -> None:
+        self.db.execute("INSERT INTO event_stream (id, stream, recording, gap_through, "
+                        "gap_count, gap_reason) VALUES (1, ?, 1, ?, ?, ?)",
+                        (state.stream, state.gap_through, state.gap_count, state.gap_reason))
+        self.db.executemany("INSERT INTO events (seq, txn, iat, record) VALUES (?, ?, ?, ?)",
+                            [(e.seq, e.txn, e.iat, orjson.dumps(e.record)) for e in events])
+        # AUTOINCREMENT's counter is the head: the next event follows the source's last one.
+        self.db.execute("DELETE FROM sqlite_sequence WHERE name = 'events'")
+        self.db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)",
+                        (state.head,))
 
     def _taken(self, rt: ResourceType, doc: dict, own_id: str) -> Taken | None:
         """After the UNIQUE index refused a write (it checks for free; a SELECT before every

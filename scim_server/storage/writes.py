@@ -17,7 +17,7 @@ from typing import Protocol
 
 from ..errors import not_found
 from ..schemas import GROUP_TYPE, ResourceType
-from . import MemberChange, Mutation, Outboxed, Stored, outbox
+from . import MemberChange, Mutation, Outboxed, Stored, StreamState, outbox
 from .common import check_precondition, new_id, now, uniqueness_conflict
 from .outbox import MemberDelta
 
@@ -65,6 +65,10 @@ class WriteTx(Protocol):
 
     async def record(self, iat: int, records: list[dict]) -> list[Outboxed]:
         """Append the events of this transaction to the outbox, in order."""
+
+    async def restore_stream(self, state: StreamState, events: list[Outboxed]) -> None:
+        """Make the event stream `state` says (its id, last seq and gap), holding `events` as
+        they are (their seqs kept): what `storage copy` writes into an empty database."""
 
 
 RECENT_KEPT = 10_000  # committed events kept in memory for watchers (`events tail`)
