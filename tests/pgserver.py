@@ -32,8 +32,11 @@ def bin_dir() -> Path | None:
 class PostgresServer:
     """One PostgreSQL cluster of a test session; `database_for(key)` makes a database."""
 
-    def __init__(self, bins: Path, crash_safe: bool = False) -> None:
+    def __init__(self, bins: Path, crash_safe: bool = False, passwords: bool = False) -> None:
         self.bins = bins
+        # TCP logins need a password (SCRAM), as on a real cluster; the tests' own statements
+        # (execute) use the Unix socket, where `postgres` is trusted.
+        self.host_auth = "scram-sha-256" if passwords else "trust"
         # Off, a commit is acknowledged before its WAL is written: quicker, and lost when the
         # server is killed (halt()) within the next 200 ms. Tests that kill it want it on.
         self.synchronous_commit = "on" if crash_safe else "off"
@@ -54,8 +57,9 @@ class PostgresServer:
         if not self.data.exists():
             if self.as_user:
                 shutil.chown(self.root, "postgres", "postgres")
-            self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E",
-                      "UTF8", "--locale=C.UTF-8", "--no-sync")
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
+                      f"--auth-host={self.host_auth}", "-E", "UTF8", "--locale=C.UTF-8",
+                      "--no-sync")
             self.port = free_port()
         # fsync off: a test database need not survive a power loss (a killed server's writes
         # are in the kernel's page cache, which replay finds).
@@ -84,7 +88,8 @@ class PostgresServer:
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
 
     def execute(self, sql: str, params: tuple = (), database: str = "postgres") -> list:
-        with psycopg.connect(self.dsn(database), autocommit=True) as conn:
+        with psycopg.connect(dbname=database, user="postgres", host=str(self.root),
+                             port=self.port, autocommit=True) as conn:
             cur = conn.execute(sql, params)
             return cur.fetchall() if cur.description else []
 

@@ -19,7 +19,7 @@ def own_postgres():
     bins = bin_dir()
     if bins is None:
         pytest.skip("PostgreSQL is not installed (see conftest's postgres fixture)")
-    srv = PostgresServer(bins, crash_safe=True).start()
+    srv = PostgresServer(bins, crash_safe=True, passwords=True).start()
     yield srv
     srv.stop()
 
@@ -62,7 +62,7 @@ def test_the_database_down_is_a_retryable_503_and_the_server_recovers_by_itself(
                 assert r.json()["status"] == "503" and "retry" in r.json()["detail"]
             ready = httpx.get(srv.root + "/readyz")
             assert ready.status_code == 503
-            assert ready.json()["problems"][0].startswith("database: the database does not")
+            assert ready.json()["problems"][0].startswith("database: DatabaseUnreachable: ")
             own_postgres.start()
             wait_until(lambda: c.get(f"/Users/{kept['id']}").status_code == 200,
                        what="the server to reconnect")
@@ -93,6 +93,24 @@ def test_a_server_started_before_its_database_opens_it_when_it_answers(
             assert c.post("/Users", json=body("first@example.com")).status_code == 201
     finally:
         srv.stop()
+
+
+def test_a_wrong_password_is_named_and_the_password_is_not(tmp_path, own_postgres, tenant_db):
+    dsn, password = tenant_db
+    wrong = dsn.replace(password, "not-" + password)
+    srv = start_server(tmp_path, "srv", wrong, ready=False)
+    try:
+        wait_until(lambda: "DatabaseAuthFailed" in str(httpx.get(srv.root + "/readyz").json()),
+                   what="readiness to name the failure")
+        problem = httpx.get(srv.root + "/readyz").json()["problems"][0]
+        assert 'password authentication failed for user "acme"' in problem
+        with scim_client(srv, srv.token) as c:
+            r = c.get("/Users")
+            assert r.status_code == 503 and "Retry-After" in r.headers
+    finally:
+        srv.stop()
+    output = srv.logs() + srv.out_path.read_text()
+    assert "DatabaseAuthFailed" in output and password not in output
 
 
 def test_a_replica_killed_under_load_loses_no_acknowledged_write(tmp_path, tenant_db):

@@ -193,6 +193,33 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+# Why a connection failed, as a tenant condition's reason names it (the operator's too:
+# the operator probes a tenant's database with this), by the SQLSTATE or libpq's words.
+_REFUSED = {"28P01": "DatabaseAuthFailed", "28000": "DatabaseAuthFailed",
+            "3D000": "DatabaseMissing", "42501": "DatabaseAuthFailed"}
+
+
+def problem(e: BaseException) -> tuple[str, str]:
+    """(reason, message) for a failed connection: the reason one of DatabaseAuthFailed,
+    DatabaseMissing, DatabaseUnreachable; the message PostgreSQL's or libpq's first line,
+    which names the user and database but never the password."""
+    state = getattr(e, "sqlstate", None)
+    if state is None and isinstance(e, psycopg.OperationalError):
+        # libpq reports a refused login in its own text (no SQLSTATE reaches psycopg then).
+        text = str(e)
+        if "password authentication failed" in text or "no password supplied" in text \
+                or ("role" in text and "does not exist" in text):
+            return "DatabaseAuthFailed", _clip(text)
+        if "database" in text and "does not exist" in text:
+            return "DatabaseMissing", _clip(text)
+    return _REFUSED.get(state or "", "DatabaseUnreachable"), _clip(str(e) or type(e).__name__)
+
+
+def _clip(text: str) -> str:
+    line = " ".join(text.split())
+    return line[:300]
+
+
 def _unavailable(e: BaseException) -> ScimError:
     """The database cannot be reached: retryable, and the detail names no host or password."""
     return ScimError(503, "The database is unavailable; retry shortly "
@@ -253,6 +280,7 @@ class PostgresStorage(WritePath):
         self._notify = asyncio.Event()
         self._closed = False
         self._down: BaseException | None = None  # the failure, while the database is down
+        self._problem: tuple[str, str] | None = None  # problem() of the last failure
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -273,8 +301,11 @@ class PostgresStorage(WritePath):
                 await self._open_once()
                 return
             except (psycopg.OperationalError, PoolTimeout) as e:
+                # The pool says only that it timed out: a connection of its own says why.
+                self._problem = await self._diagnose() or problem(e)
                 log.warning("the database does not answer yet; retrying",
-                            extra={"database": redact(self.dsn), "error": type(e).__name__})
+                            extra={"database": redact(self.dsn), "reason": self._problem[0],
+                                   "error": self._problem[1]})
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
@@ -391,7 +422,18 @@ class PostgresStorage(WritePath):
             log.warning("the database does not answer: requests get 503 until it does",
                         extra={"database": redact(self.dsn), "error": type(e).__name__})
             self._down = e
+            self._problem = problem(e)
             self._tasks.append(asyncio.ensure_future(self._recover()))
+
+    async def _diagnose(self) -> tuple[str, str] | None:
+        """problem() of a connection made now, None if it works."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+            await conn.close()
+            return None
+        except psycopg.Error as e:
+            return problem(e)
 
     async def _recover(self) -> None:
         """Try a connection of its own each second; once one works, the pool's broken
@@ -406,21 +448,25 @@ class PostgresStorage(WritePath):
                 self._down = None
                 log.info("the database answers again", extra={"database": redact(self.dsn)})
                 return
-            except (psycopg.Error, PoolTimeout):
+            except (psycopg.Error, PoolTimeout) as e:
+                self._problem = problem(e)  # the real reason (the pool's is a timeout)
                 await asyncio.sleep(1)
 
     async def ping(self) -> None:
+        """Raises, for /readyz, why the database cannot be used: the reason a tenant
+        condition names and PostgreSQL's message (never the URI's password)."""
         if not self._opened.is_set():
-            raise RuntimeError("the database has not answered yet (see the log)")
-        if self._down is not None:
-            raise RuntimeError(f"the database does not answer ({type(self._down).__name__})")
-        try:
-            async with self.pool.connection(timeout=2) as conn:
-                await conn.execute("SELECT 1")
-        except (psycopg.Error, PoolTimeout) as e:
-            # /readyz shows this: the kind of failure, never the URI or its password.
-            self._went_down(e)
-            raise RuntimeError(f"the database does not answer ({type(e).__name__})") from None
+            why = f": {self._problem[0]}: {self._problem[1]}" if self._problem else ""
+            raise RuntimeError(f"the database has not answered yet{why}")
+        if self._down is None:
+            try:
+                async with self.pool.connection(timeout=2) as conn:
+                    await conn.execute("SELECT 1")
+                return
+            except (psycopg.Error, PoolTimeout) as e:
+                self._went_down(e)
+        reason, message = self._problem or problem(self._down)
+        raise RuntimeError(f"{reason}: {message}")
 
     async def count(self, rt: ResourceType) -> int:
         async with self._conn() as conn:
