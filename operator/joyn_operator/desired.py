@@ -39,7 +39,8 @@ SERVER = {"port": 8080, "data_dir": "/data", "token_dir": TOKEN_DIR, "token_key"
           "push_authorization_key": PUSH_AUTHORIZATION_KEY,
           "push_authorization_file": f"{PUSH_AUTHORIZATION_DIR}/{PUSH_AUTHORIZATION_KEY}"}
 CHILD_TEMPLATES = ("persistentvolumeclaim.yaml", "deployment.yaml", "service.yaml",
-                   "ingress.yaml", "networkpolicy.yaml")  # in apply order
+                   "ingress.yaml", "networkpolicy.yaml",
+                   "poddisruptionbudget.yaml")  # in apply order
 # Characters YAML does not allow, or reads as line breaks, even inside a quoted scalar;
 # json.dumps(ensure_ascii=False) leaves them as they are, so tojson escapes them. (Not
 # ensure_ascii=True: YAML would read a \ud83d\ude00 pair as two lone surrogates.)
@@ -77,7 +78,11 @@ def children(t: ResolvedTenant) -> list[dict]:
     """Every child except the token Secret (whose values need the cluster), in apply order."""
     wanted = tuple(name for name in CHILD_TEMPLATES
                    if (name != "ingress.yaml" or t.ingress.managed)
-                   and (name != "networkpolicy.yaml" or t.network_policy))
+                   and (name != "networkpolicy.yaml" or t.network_policy)
+                   # PostgreSQL holds the data: no volume (an existing one is kept, not
+                   # deleted: it is what a move came from, and deletionPolicy governs it).
+                   and (name != "persistentvolumeclaim.yaml" or t.storage.postgres is None)
+                   and (name != "poddisruptionbudget.yaml" or t.server.replicas > 1))
     # The resolved tenant as JSON is the cache key: an unchanged tenant (every resync) costs
     # a lookup and a copy, ~0.1 ms, instead of rendering and parsing YAML again, ~4 ms.
     key = json.dumps([wanted, t], default=_plain)
@@ -114,3 +119,15 @@ def generated_secret(t: ResolvedTenant, name: str, data: dict[str, str],
     the tenant only with deletionPolicy Delete, like the data it protects."""
     encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
     return render("secret.yaml", t=t, name=name, data=encoded, annotations=annotations)
+
+
+def storage_status(t: ResolvedTenant) -> dict:
+    """status.storage: where the tenant's data is, for people (never a password)."""
+    pg = t.storage.postgres
+    if pg is None:
+        return {"type": "SQLite", "volumeClaimName": t.names.pvc}
+    out: dict = {"type": "PostgreSQL", "connectionSecretRef": {"name": pg.secret}}
+    if pg.cluster is not None:
+        out["cluster"] = {"name": pg.cluster.name, "namespace": pg.cluster.namespace}
+        out["database"] = pg.cluster.role
+    return out

@@ -314,5 +314,6 @@ for _group, _version, _plural in (("", "v1", "secrets"), ("", "v1", "services"),
                                   ("", "v1", "persistentvolumeclaims"), ("", "v1", "pods"),
                                   ("apps", "v1", "deployments"),
                                   ("networking.k8s.io", "v1", "ingresses"),
-                                  ("networking.k8s.io", "v1", "networkpolicies")):
+                                  ("networking.k8s.io", "v1", "networkpolicies"),
+                                  ("policy", "v1", "poddisruptionbudgets")):
     kopf.on.event(_group, _version, _plural, labels=CHILD_LABELS)(_child_event)

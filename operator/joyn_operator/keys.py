@@ -13,6 +13,9 @@ from . import GROUP
 NAME_LABEL = "app.kubernetes.io/name"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 COMPONENT_LABEL = "app.kubernetes.io/component"
+# On a tenant's objects in another namespace (its database in a CloudNativePG cluster's): the
+# tenant's own namespace, which the instance label alone does not name.
+TENANT_NAMESPACE_LABEL = "scim.sevenlakes.com/tenant-namespace"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 APP_NAME = "joyn-scim"
 SERVER_COMPONENT = "scim-server"

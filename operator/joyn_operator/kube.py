@@ -27,6 +27,12 @@ KINDS = {
     "Pod": ("/api/v1", "pods"),
     "Event": ("/api/v1", "events"),
     "Deployment": ("/apis/apps/v1", "deployments"),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
+    "Job": ("/apis/batch/v1", "jobs"),  # a move from SQLite to PostgreSQL (move.py)
+    # CloudNativePG's: the tenant's database in a cluster the platform team runs.
+    "Database": ("/apis/postgresql.cnpg.io/v1", "databases"),
+    "Cluster": ("/apis/postgresql.cnpg.io/v1", "clusters"),
+    "DatabaseRole": ("/apis/postgresql.cnpg.io/v1", "databaseroles"),
     "Ingress": ("/apis/networking.k8s.io/v1", "ingresses"),
     "Certificate": ("/apis/cert-manager.io/v1", "certificates"),  # read only: cert-manager's
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
@@ -147,6 +153,14 @@ class Kube:
             query={"fieldManager": FIELD_MANAGER, "force": "true"}, body=obj,
             content_type="application/apply-patch+yaml", redact=obj["kind"] == "Secret")
         return data, status == 201
+
+    async def annotate(self, kind: str, namespace: str, name: str,
+                       annotations: dict[str, str]) -> dict:
+        """Add annotations by a merge patch, outside server-side apply: a marker the next
+        apply (which does not name it) must leave alone."""
+        return (await self.request("PATCH", path(kind, namespace, name),
+                                   body={"metadata": {"annotations": annotations}},
+                                   content_type="application/merge-patch+json"))[1]
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> dict:
         """A merge patch of the status; returns the object as it is now."""

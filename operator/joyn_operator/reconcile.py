@@ -16,21 +16,50 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+import aiohttp
+
 from . import KIND
 from .activity import EVENTS_OBSERVED
 from .certificates import certificate_problem, tls_secret_problem
 from .config import OperatorConfig
-from .desired import children, generated_secret, token_secret
+from .database import (
+    CNPG_API,
+    applied_problem,
+    cluster_objects,
+    cluster_problem,
+    connection_data,
+    new_password,
+    readiness_problem,
+)
+from .desired import SERVER, children, generated_secret, storage_status, token_secret
 from .keys import DESIRED_DIGEST, SIGNING_KEY_KEY, TOKEN_KEY
 from .kube import FIELD_MANAGER, Kube, KubeError, path, secret_data
+from .move import (
+    MOVED_ANNOTATION,
+    failure_message,
+    job_name,
+    job_outcome,
+    move_job,
+    move_pending,
+    on_sqlite,
+)
 from .rollout import Gate, choose_image, rolled
 from .route import Target as RouteTarget
-from .status import Observed, conditions, merge_patch
-from .tenant import Names, ResolvedTenant, Rotation, resolve, with_claim
+from .status import Observed, available, conditions, merge_patch
+from .tenant import (
+    Names,
+    ResolvedTenant,
+    Rotation,
+    connection_problem,
+    resolve,
+    with_claim,
+    with_connection,
+)
 from .tokens import EVENTS_TOKEN, SIGNING_KEY, TOKEN, Event, Kind, TokenState, fmt, next_state
 
 OTHER_STATUS = frozenset({"kopf", "activity"})  # status keys a reconcile leaves alone
-RECREATABLE = frozenset({"Deployment", "Service", "Ingress", "NetworkPolicy"})
+RECREATABLE = frozenset({"Deployment", "Service", "Ingress", "NetworkPolicy",
+                         "PodDisruptionBudget"})
 log = logging.getLogger("joyn_operator")
 
 # An event sink: (tenant body, Event) -> awaitable. Kube.post_event in the operator.
@@ -179,6 +208,15 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
     old_status = body.get("status") or {}
     conflicts: list[str] = []
     apply_errors: list[str] = []
+    database_problem = None
+    serving = t  # what the children run: t, or t still on SQLite while its data moves
+    if t.storage.postgres:
+        # Before the children: the Deployment reads which keys the connection Secret has.
+        t, database_problem = await _database(t, kube, conflicts, apply_errors)
+        serving = t
+        pvc = await kube.get(path("PersistentVolumeClaim", t.namespace, t.names.pvc))
+        if not database_problem and move_pending(t, pvc, pvc is not None and _ours(pvc, t)):
+            serving, database_problem = await _move(t, body, kube, emit, now)
 
     # -- the generated credentials: the token, and the event stream's two ----------------------
     creds = _Credentials(t, body, kube, emit, now, conflicts, apply_errors)
@@ -205,7 +243,7 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
 
     # -- the children ---------------------------------------------------------------------------
     applied: dict[str, dict] = {}
-    wanted = [c for c in children(t) if not (rival and c["kind"] == "Ingress")]
+    wanted = [c for c in children(serving) if not (rival and c["kind"] == "Ingress")]
     if t.paused:
         for obj in wanted:
             got = await kube.get(path(obj["kind"], t.namespace, obj["metadata"]["name"]))
@@ -225,7 +263,7 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
                     transient = transient or e
         # Children the spec no longer wants (Ingress or NetworkPolicy turned off), if ours.
         wanted_kinds = {o["kind"] for o in wanted}
-        for kind in ("Ingress", "NetworkPolicy"):
+        for kind in ("Ingress", "NetworkPolicy", "PodDisruptionBudget"):
             if kind not in wanted_kinds:
                 child_path = path(kind, t.namespace, t.names.of_kind(kind))
                 current = await kube.get(child_path)
@@ -243,6 +281,9 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
         class_exists = await kube.get(
             f"/apis/networking.k8s.io/v1/ingressclasses/{class_name}") is not None
     tls_problem = await _tls_problem(t, kube, now) if ing else None
+    if serving.storage.postgres and not database_problem and \
+            not available(applied.get("Deployment")):
+        database_problem = await _pod_database_problem(pods)
     observed = Observed(url=t.url, token_present=token_present,
                         token_missing=None if token_present else _missing_token(t, secret),
                         deployment=applied.get("Deployment"), pods=pods,
@@ -256,7 +297,7 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
                             f"{rival.namespace}/{rival.name}, which claimed it first; this "
                             "tenant gets no Ingress until the host or path differs"),
                         token_replaced_at=state.replaced_at if state else None,
-                        events_problem=push_missing)
+                        events_problem=push_missing, database_problem=database_problem)
     previous_until = state.previous_valid_until if state else None
 
     def conditions_now() -> list[dict]:
@@ -281,6 +322,7 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
     }
     if t.url:
         status["url"] = t.url
+    status["storage"] = storage_status(t)
     status["server"] = {"image": t.server.image,
                         **({"pendingImage": pending_image} if pending_image else {})}
     if state:
@@ -512,3 +554,89 @@ async def _apply_child(obj: dict, t: ResolvedTenant, body: dict, kube: Kube, emi
 def _was_made(body: dict) -> bool:
     """Whether the children were made before (a status exists), so a missing one was removed."""
     return "observedGeneration" in (body.get("status") or {})
+
+
+async def _database(t: ResolvedTenant, kube: Kube, conflicts: list[str],
+                    apply_errors: list[str]) -> tuple[ResolvedTenant, tuple[str, str] | None]:
+    """A PostgreSQL tenant's database: on a CloudNativePG cluster, its role, database and
+    connection Secret are declared (database.py); either way, `t` reading the keys its
+    connection Secret has, and why the server cannot use it yet, if it cannot."""
+    pg = t.storage.postgres
+    secret = await kube.get(path("Secret", t.namespace, pg.secret))
+    problem = None
+    if pg.cluster is not None:
+        c = pg.cluster
+        cluster = await kube.get(path("Cluster", c.namespace, c.name))
+        served = cluster is not None or await kube.get(CNPG_API) is not None
+        problem = cluster_problem(t, cluster, served)
+        if secret is not None and not _ours(secret, t):
+            conflicts.append(f"Secret {pg.secret} exists and was not created by the operator")
+            return t, problem
+        if problem is None and not t.paused:
+            # The password is made once, then carried over from the tenant's Secret.
+            password = secret_data(secret).get("password") or new_password()
+            try:
+                for obj in cluster_objects(t, password):
+                    before = await kube.get(path(obj["kind"], c.namespace,
+                                                 obj["metadata"]["name"]))
+                    if before is not None and not _ours(before, t):
+                        conflicts.append(f"{obj['kind']} {obj['metadata']['name']} in "
+                                         f"namespace {c.namespace} exists and was not created "
+                                         "by the operator")
+                        return t, problem
+                    if not _current(before, _stamped(obj)):
+                        before, _ = await kube.apply(obj)
+                    if obj["kind"] != "Secret":
+                        problem = problem or applied_problem(obj["kind"], before)
+                wanted = _stamped(generated_secret(t, pg.secret, connection_data(t, password),
+                                                   {}))
+                if not _current(secret, wanted):
+                    secret, _ = await kube.apply(wanted)
+            except KubeError as e:
+                apply_errors.append(str(e))
+    t = with_connection(t, secret)
+    return t, problem or connection_problem(t, secret)
+
+
+async def _pod_database_problem(pods: list[dict]) -> tuple[str, str] | None:
+    """What an unready server pod's /readyz says of its database (database.py)."""
+    for pod in pods:
+        ip = (pod.get("status") or {}).get("podIP")
+        if not ip or pod["metadata"].get("deletionTimestamp"):
+            continue
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http, \
+                    http.get(f"http://{ip}:{SERVER['port']}/readyz") as r:
+                found = readiness_problem(await r.json(content_type=None))
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            continue
+        if found:
+            return found
+    return None
+
+
+async def _move(t: ResolvedTenant, body: dict, kube: Kube, emit: EmitFn, now: datetime
+                ) -> tuple[ResolvedTenant, tuple[str, str] | None]:
+    """One step of moving the tenant's data from its volume to PostgreSQL (move.py): what
+    the children should run now, and the condition's (reason, message)."""
+    job = await kube.get(path("Job", t.namespace, job_name(t)))
+    outcome = job_outcome(job)
+    if outcome == "succeeded":
+        await kube.annotate("PersistentVolumeClaim", t.namespace, t.names.pvc,
+                            {MOVED_ANNOTATION: fmt(now)})
+        await emit(body, Event("StorageMoved", f"The data was copied from volume claim "
+                               f"{t.names.pvc} to PostgreSQL and the server runs on it; the "
+                               "claim is kept until it is deleted"))
+        return t, None
+    if outcome == "failed":
+        pods = await kube.list(path("Pod", t.namespace), f"job-name={job_name(t)}")
+        return on_sqlite(t, 1), ("StorageMoveFailed", failure_message(t, pods))
+    if outcome is None and not await kube.list(path("Pod", t.namespace), t.pod_selector):
+        # The SQLite server has stopped: its volume is free and nothing writes to it.
+        deployment = next(c for c in children(t) if c["kind"] == "Deployment")
+        await kube.apply(move_job(t, deployment))
+        await emit(body, Event("StorageMoving", f"Copying the data from volume claim "
+                               f"{t.names.pvc} to PostgreSQL (Job {job_name(t)})"))
+    return on_sqlite(t, 0), ("StorageMoving", "Moving the data from the volume to PostgreSQL: "
+                             "the server is stopped meanwhile and Entra's requests get 503, "
+                             "which it retries")

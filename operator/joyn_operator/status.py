@@ -46,6 +46,13 @@ class Observed:
     # (reason, message) of an event stream problem: Degraded, while Ready (Entra is served)
     # stays as it is.
     events_problem: tuple[str, str] | None = None
+    # (reason, message) of why the tenant's PostgreSQL database cannot be used (database.py,
+    # tenant.connection_problem) or of its move there (move.py): PROGRESS or a failure.
+    database_problem: tuple[str, str] | None = None
+
+
+# Database reasons that are steps on the way, not failures: Progressing, not Degraded.
+PROGRESS = frozenset({"DatabaseProvisioning", "StorageMoving"})
 
 
 def _cond(type_: str, ok: bool, reason: str, message: str) -> dict:
@@ -151,6 +158,8 @@ def conditions(o: Observed, *, paused: bool, previous_valid_until: datetime | No
                    "Entra admin the new token (kubectl joyn handover --rotation), then "
                    f"kubectl joyn acknowledge (or set the annotation {REPLACED_ACK_ANNOTATION} "
                    "to a new value)")
+    if o.database_problem and o.database_problem[0] not in PROGRESS:
+        failure = o.database_problem
     if o.host_conflict:
         failure = ("HostConflict", o.host_conflict)
     if o.conflicts:
@@ -166,6 +175,8 @@ def conditions(o: Observed, *, paused: bool, previous_valid_until: datetime | No
 
     if is_available:
         progressing = _cond("Progressing", False, "Stable", "The server is running")
+    elif o.database_problem and o.database_problem[0] in PROGRESS:
+        progressing = _cond("Progressing", True, *o.database_problem)
     elif o.pvc is not None and pvc_phase == "Pending":
         progressing = _cond("Progressing", True, "VolumePending",
                             f"PersistentVolumeClaim {o.pvc['metadata']['name']} is Pending: "

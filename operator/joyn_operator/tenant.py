@@ -8,6 +8,8 @@ these values, and the reconcile and status code read them from here.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -56,6 +58,9 @@ class Names:
     # receiver's token, and nobody but the server ever reads the signing key.
     events_token: str
     signing_key: str
+    # The connection Secret the operator makes for a tenant on a CloudNativePG cluster.
+    database: str
+    disruption_budget: str
 
     @classmethod
     def of(cls, tenant: str) -> Names:
@@ -63,12 +68,28 @@ class Names:
         return cls(deployment=base, service=base, ingress=base, network_policy=base,
                    pvc=f"{base}-data", secret=f"{base}-token", tls=f"{tenant}-tls",
                    events_token=f"{base}-events-token",
-                   signing_key=f"{base}-events-signing-key")
+                   signing_key=f"{base}-events-signing-key",
+                   database=f"{base}-database", disruption_budget=base)
 
     def of_kind(self, kind: str) -> str:
         return {"Deployment": self.deployment, "Service": self.service, "Ingress": self.ingress,
                 "NetworkPolicy": self.network_policy, "PersistentVolumeClaim": self.pvc,
-                "Secret": self.secret}[kind]
+                "PodDisruptionBudget": self.disruption_budget, "Secret": self.secret}[kind]
+
+
+SELECTOR_KEYS = (NAME_LABEL, INSTANCE_LABEL)  # the labels that select a tenant's pods
+PG_NAME_MAX = 63  # PostgreSQL's identifier length (NAMEDATALEN - 1)
+
+
+def pg_name(namespace: str, tenant: str) -> str:
+    """The tenant's role and database name in a shared CloudNativePG cluster: unique across
+    namespaces, a plain identifier (no quoting needed: lower case, digits, _), at most 63
+    bytes (a longer one ends in a hash of the whole, so two never meet)."""
+    name = f"scim_{namespace}_{tenant}".replace("-", "_")
+    if len(name) <= PG_NAME_MAX:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{name[:PG_NAME_MAX - 11]}_{digest}"
 
 
 @dataclass(frozen=True)
@@ -112,6 +133,80 @@ class Ingress:
 
 
 @dataclass(frozen=True)
+class Cluster:
+    """A CloudNativePG cluster the operator makes the tenant's role and database in."""
+
+    name: str
+    namespace: str
+    role: str  # the tenant's role, and its database's name (pg_name)
+    database_object: str  # the Database object's name, in the cluster's namespace
+    password_secret: str  # the role's password Secret, in the cluster's namespace
+
+    @property
+    def host(self) -> str:
+        """The cluster's read-write Service: always the primary."""
+        return f"{self.name}-rw.{self.namespace}.svc"
+
+
+@dataclass(frozen=True)
+class Postgres:
+    """spec.storage.postgresql: the Secret the server connects with (the tenant's own, or
+    the one the operator makes for a CloudNativePG cluster), and which of its keys it reads:
+    host, port, dbname, the user key and password as libpq's PG* variables (the password
+    never part of a URI), or `uri` alone (with_connection decides from the Secret's keys)."""
+
+    secret: str  # in the tenant's namespace
+    cluster: Cluster | None  # None: the Secret is the platform team's (connectionSecretRef)
+    user_key: str = "user"  # CloudNativePG's Secrets have both user and username
+    uri_only: bool = False
+
+
+CONNECTION_PARTS = ("host", "port", "dbname", "password")
+CONNECTION_DIGEST_ANNOTATION = "scim.sevenlakes.com/connection-digest"
+
+
+def with_connection(t: ResolvedTenant, secret: dict | None) -> ResolvedTenant:
+    """`t` reading the keys its connection Secret has (the names only: the values are the
+    server's). A missing or unusable Secret keeps the defaults; connection_problem says why."""
+    pg = t.storage.postgres
+    if pg is None or secret is None:
+        return t
+    data = secret.get("data") or {}
+    keys = set(data)
+    if "host" not in keys and "uri" in keys:
+        pg = dataclasses.replace(pg, uri_only=True)
+    elif "user" not in keys and "username" in keys:
+        pg = dataclasses.replace(pg, user_key="username")
+    # The server reads the Secret's values into its environment when it starts: a digest of
+    # them on the pod rolls the server when they change (a corrected password, a moved host),
+    # and says nothing of the values themselves.
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    server = dataclasses.replace(t.server, pod_annotations={
+        **(t.server.pod_annotations or {}), CONNECTION_DIGEST_ANNOTATION: digest})
+    return dataclasses.replace(t, storage=dataclasses.replace(t.storage, postgres=pg),
+                               server=server)
+
+
+def connection_problem(t: ResolvedTenant, secret: dict | None) -> tuple[str, str] | None:
+    """Why the server cannot connect with its connection Secret as it is, if it cannot."""
+    pg = t.storage.postgres
+    if pg is None or pg.cluster is not None:
+        return None  # the operator's own Secret (checked by the reconcile that makes it)
+    if secret is None:
+        return ("DatabaseSecretMissing", f"Secret {pg.secret} (spec.storage.postgresql."
+                "connectionSecretRef) does not exist: the server cannot reach its database")
+    keys = set(secret.get("data") or {})
+    if "host" not in keys and "uri" in keys:
+        return None
+    missing = [k for k in (*CONNECTION_PARTS, pg.user_key) if k not in keys]
+    if missing:
+        return ("DatabaseSecretInvalid", f"Secret {pg.secret} has no {', '.join(missing)}: it "
+                "needs host, port, dbname, user (or username) and password, or uri, as "
+                "CloudNativePG's <cluster>-app Secret has")
+    return None
+
+
+@dataclass(frozen=True)
 class Storage:
     size: str
     class_name: str | None
@@ -120,6 +215,7 @@ class Storage:
     # its own (with_claim), so a changed operator default never resizes 200 volumes nor hits
     # the claim's immutable storage class.
     defaulted: tuple[str, ...] = ()
+    postgres: Postgres | None = None  # None: SQLite on the tenant's volume
 
 
 @dataclass(frozen=True)
@@ -138,6 +234,7 @@ class Server:
     pod_labels: dict[str, str]  # the operator's, then the tenant's, then the standard ones
     pod_annotations: dict | None  # the operator's, then the tenant's
     image_pull_secrets: list | None  # [{name}]: the tenant's, else the operator's
+    replicas: int = 1  # above 1 only with PostgreSQL (the CRD refuses it with SQLite)
 
 
 @dataclass(frozen=True)
@@ -269,6 +366,7 @@ def resolve(body: dict, cfg: OperatorConfig) -> ResolvedTenant:
         ingress_from, admitted = _ingress_admission(spec, cfg)
         if cfg.monitoring_namespace and cfg.monitoring_namespace not in admitted:
             admitted += (cfg.monitoring_namespace,)
+    storage = _storage(spec, cfg, meta["namespace"], name, names)
     return ResolvedTenant(
         name=name, namespace=meta["namespace"], uid=meta["uid"],
         generation=meta.get("generation") or 0,
@@ -283,8 +381,8 @@ def resolve(body: dict, cfg: OperatorConfig) -> ResolvedTenant:
                "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True},
         ingress=ingress,
         url=url,
-        storage=_storage(spec, cfg),
-        server=_server(spec, annotations, labels, cfg),
+        storage=storage,
+        server=_server(spec, annotations, labels, cfg, storage),
         token=Token(secret_name=byo["name"] if byo else names.secret,
                     key=spec_value(spec, "token.existingSecretRef.key") if byo else TOKEN_KEY,
                     own=not byo),
@@ -311,14 +409,29 @@ def _ingress_admission(spec: dict, cfg: OperatorConfig) -> tuple[tuple[dict, ...
     return (), (cfg.ingress_namespace,)
 
 
-def _storage(spec: dict, cfg: OperatorConfig) -> Storage:
+def _storage(spec: dict, cfg: OperatorConfig, namespace: str, tenant: str,
+             names: Names) -> Storage:
     size, size_defaulted = tenant_value(spec, "storage.size", cfg.tenant_defaults)
     class_name, class_defaulted = tenant_value(spec, "storage.storageClassName",
                                                cfg.tenant_defaults)
+    postgres = None
+    if spec_value(spec, "storage.postgresql.cluster.name"):
+        cluster_namespace = spec_value(spec, "storage.postgresql.cluster.namespace") or namespace
+        role = pg_name(namespace, tenant)
+        # Named by namespace and tenant: one cluster's namespace holds every tenant's objects.
+        object_name = f"{namespace}-{tenant}-scim"
+        postgres = Postgres(secret=names.database, cluster=Cluster(
+            name=spec_value(spec, "storage.postgresql.cluster.name"),
+            namespace=cluster_namespace, role=role, database_object=object_name,
+            password_secret=object_name))
+    elif spec_value(spec, "storage.postgresql.connectionSecretRef.name"):
+        postgres = Postgres(secret=spec_value(spec, "storage.postgresql.connectionSecretRef.name"),
+                            cluster=None)
     return Storage(size=str(size), class_name=class_name,
                    retained=spec_value(spec, "storage.deletionPolicy") == "Retain",
                    defaulted=(("size",) if size_defaulted else ())
-                   + (("class_name",) if class_defaulted else ()))
+                   + (("class_name",) if class_defaulted else ()),
+                   postgres=postgres)
 
 
 def with_claim(t: ResolvedTenant, pvc: dict | None) -> ResolvedTenant:
@@ -335,7 +448,7 @@ def with_claim(t: ResolvedTenant, pvc: dict | None) -> ResolvedTenant:
 
 
 def _server(spec: dict, annotations: dict[str, str], labels: dict[str, str],
-            cfg: OperatorConfig) -> Server:
+            cfg: OperatorConfig, storage: Storage) -> Server:
     def value(dotted: str):
         return tenant_value(spec, dotted, cfg.tenant_defaults)[0]
 
@@ -345,6 +458,15 @@ def _server(spec: dict, annotations: dict[str, str], labels: dict[str, str],
         return {**(cfg.tenant_defaults.get(dotted) or {}), **(spec_value(spec, dotted) or {})}
 
     spec_image = spec_value(spec, "server.image")
+    # One pod on SQLite whatever an object stored before the CRD's rule says.
+    replicas = int(spec_value(spec, "server.replicas") or 1) if storage.postgres else 1
+    spread = value("server.topologySpreadConstraints")
+    if spread is None and replicas > 1:
+        # Replicas on one node fall together: spread them, but still schedule where the
+        # cluster has fewer nodes than replicas.
+        spread = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                   "whenUnsatisfiable": "ScheduleAnyway",
+                   "labelSelector": {"matchLabels": {k: labels[k] for k in SELECTOR_KEYS}}}]
     return Server(image=spec_image or cfg.server_image, spec_image=spec_image,
                   default_image=cfg.server_image,
                   update_requested=annotations.get(UPDATE_SERVER_IMAGE_ANNOTATION) == "true",
@@ -353,7 +475,7 @@ def _server(spec: dict, annotations: dict[str, str], labels: dict[str, str],
                   node_selector=value("server.nodeSelector"),
                   tolerations=value("server.tolerations"),
                   affinity=value("server.affinity"),
-                  topology_spread=value("server.topologySpreadConstraints"),
+                  topology_spread=spread,
                   priority_class=value("server.priorityClassName"),
                   # The standard labels last: they select the pod (the Service and the
                   # Deployment's immutable selector), so no pod label may replace them.
@@ -361,7 +483,8 @@ def _server(spec: dict, annotations: dict[str, str], labels: dict[str, str],
                   pod_annotations=merged("server.podAnnotations") or None,
                   # Replaces the operator's list, not merged with it: a tenant pulling from
                   # another registry (or a public image) can then drop the platform's ([]).
-                  image_pull_secrets=value("server.imagePullSecrets"))
+                  image_pull_secrets=value("server.imagePullSecrets"),
+                  replicas=replicas)
 
 
 def _events(spec: dict, names: Names, annotations: dict[str, str]) -> Events:

@@ -190,6 +190,16 @@ def test_roles_hold_exactly_the_documented_permissions_and_no_wildcard(helm):
     objs = docs(helm.template(values=VALUE_SETS["glob"]))
     [cluster] = find(objs, "ClusterRole", "t-joyn-scim")
     assert rules_as_rows(cluster["rules"]) == tenant_rows | cluster_rows | glob_rows
+
+    # CloudNativePG Clusters in namespaces of their own: a Role in each, and nothing more.
+    objs = docs(helm.template(values={"operator": {"postgresql": {
+        "clusterNamespaces": ["databases"]}}}))
+    [role] = find(objs, "Role", "t-joyn-scim-postgresql")
+    assert role["metadata"]["namespace"] == "databases"
+    assert rules_as_rows(role["rules"]) == rows(table, "cluster namespaces")
+    [binding] = find(objs, "RoleBinding", "t-joyn-scim-postgresql")
+    assert binding["metadata"]["namespace"] == "databases"
+    assert not find(docs(helm.template()), "Role", "t-joyn-scim-postgresql")
     for values in VALUE_SETS.values():
         objs = docs(helm.template(values=values))
         for role in [*find(objs, "ClusterRole"), *find(objs, "Role")]:

@@ -76,6 +76,16 @@ def test_full_tenant_is_accepted_and_unknown_fields_pruned(kube, tenants):
     assert spec["server"]["affinity"] == {"nodeAffinity": {"x": 1}}
 
 
+def test_a_postgresql_tenant_with_replicas_is_accepted(kube, tenants):
+    for storage in ({"postgresql": {"connectionSecretRef": {"name": "acme-app"}}},
+                    {"postgresql": {"cluster": {"name": "pg", "namespace": "databases"}},
+                     "deletionPolicy": "Delete"}):
+        r = kube.create(tenants, tenant(storage=storage, server={"replicas": 3}))
+        assert r.status_code == 201, r.text
+        assert r.json()["spec"]["storage"]["postgresql"] == storage["postgresql"]
+        assert r.json()["spec"]["server"]["replicas"] == 3
+
+
 @pytest.mark.parametrize("name,spec,message", [
     ("bad-host", {"ingress": {"host": "Acme_Corp.example.com"}}, "spec.ingress.host"),
     ("bad-path", {"ingress": {"path": "scim/v2"}}, "spec.ingress.path"),
@@ -135,6 +145,19 @@ def test_full_tenant_is_accepted_and_unknown_fields_pruned(kube, tenants):
     ("bad-push-secret", {"events": {"push": {"url": "https://x.example",
                                              "authorizationSecretRef": {"name": "A B"}}}},
      "spec.events.push.authorizationSecretRef.name"),
+    # PostgreSQL: what the operator could not make work, refused when applied.
+    ("replicas-on-sqlite", {"server": {"replicas": 2}},
+     "server.replicas above 1 needs storage.postgresql"),
+    ("pg-both", {"storage": {"postgresql": {"connectionSecretRef": {"name": "db"},
+                                            "cluster": {"name": "pg"}}}},
+     "either connectionSecretRef"),
+    ("pg-neither", {"storage": {"postgresql": {}}}, "either connectionSecretRef"),
+    ("pg-with-volume", {"storage": {"size": "2Gi", "postgresql": {"cluster": {"name": "pg"}}}},
+     "storage.size and storage.storageClassName are the SQLite volume's"),
+    ("pg-bad-secret", {"storage": {"postgresql": {"connectionSecretRef": {"name": "../x"}}}},
+     "spec.storage.postgresql.connectionSecretRef.name"),
+    ("too-many-replicas", {"server": {"replicas": 11}, "storage": {
+        "postgresql": {"cluster": {"name": "pg"}}}}, "spec.server.replicas"),
     ("1starts-with-digit", {}, "DNS-1035 label"),
     ("a" * 41, {}, "at most 40 characters"),
 ])

@@ -79,6 +79,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - apiGroups: [networking.k8s.io]
   resources: [ingresses, networkpolicies]
   verbs: [get, list, watch, create, patch, delete]
+# A PostgreSQL tenant's PodDisruptionBudget (with more than one replica; deleted at one).
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, watch, create, patch, delete]
+# The Job that copies a tenant's data from its volume to PostgreSQL, once.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, create, patch]
+{{ include "joyn-scim.cloudNativePGRules" . }}
 # The servers' pods: read for the Ready condition's reasons (ImagePullBackOff, Pending, ...).
 - apiGroups: [""]
   resources: [pods]
@@ -101,3 +110,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   resources: [issuers]
   verbs: [get]
 {{- end -}}
+
+{{- /*
+A tenant's role and database in a CloudNativePG Cluster (spec.storage.postgresql.cluster): the
+Cluster read, the DatabaseRole, Database and the role's password Secret declared. In the tenant
+namespaces (a Cluster there), and in each of operator.postgresql.clusterNamespaces.
+*/ -}}
+{{- define "joyn-scim.cloudNativePGRules" -}}
+- apiGroups: [postgresql.cnpg.io]
+  resources: [clusters]
+  verbs: [get]
+- apiGroups: [postgresql.cnpg.io]
+  resources: [databases, databaseroles]
+  verbs: [get, create, patch]
+{{- end }}
