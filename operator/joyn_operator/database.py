@@ -109,6 +109,14 @@ def cluster_problem(t: ResolvedTenant, cluster: dict | None, served: bool
     return None
 
 
+# The reasons a server's /readyz gives for its database (scim_server/storage/postgres.py's
+# problem()), with what each means: only these reach a tenant's status.
+SERVER_REASONS = dict((
+    ("DatabaseAuthFailed", "the database refused the server's user or password"),
+    ("DatabaseMissing", "the database the connection names does not exist"),
+    ("DatabaseUnreachable", "the server cannot reach the database (address, port, network)"),
+))
+
 # /readyz's line for the database (scim_server/app.py, storage/postgres.py's ping):
 # "database: [the database has not answered yet: ]<Reason>: <PostgreSQL's message>".
 _READY_LINE = re.compile(r"database: (?:.*?: )?(Database[A-Za-z]+): (.*)")
@@ -120,6 +128,6 @@ def readiness_problem(ready: dict | None) -> tuple[str, str] | None:
     route to the database."""
     for line in (ready or {}).get("problems") or []:
         m = _READY_LINE.fullmatch(line)
-        if m:
+        if m and m.group(1) in SERVER_REASONS:
             return m.group(1), m.group(2)[:300]
     return None

@@ -200,6 +200,16 @@ class EventRoutes:
                 events, missed = stream.storage.recent_events(last)
                 if missed:
                     yield _line({"missed": "events this server no longer holds in memory"})
+                if not events:
+                    # Not in this process's memory: committed by another process on the same
+                    # database (PostgreSQL replicas), read from the outbox while unacknowledged.
+                    events = await stream.storage.read_events(MAX_POLL_EVENTS, last)
+                    head = events[0].seq - 1 if events else \
+                        (await stream.storage.stream_state(counts=False)).head
+                    if head > last:
+                        yield _line({"missed": "events the receiver acknowledged before this "
+                                               "watch read them"})
+                        last = head
                 for e in events:
                     yield _line(stream.claims(state.stream, e))
                     last = e.seq

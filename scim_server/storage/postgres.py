@@ -525,6 +525,12 @@ class PostgresStorage(WritePath):
         self._wake_waiters()
         self._notify.set()
 
+    def recent_events(self, after: int) -> tuple[list[Outboxed], bool]:
+        """Nothing from memory: another replica commits events this process never holds, so
+        a watcher reads the outbox (events/routes.py), in stream order, and is told of the
+        events a receiver acknowledged before it read them."""
+        return [], False
+
     def _wake_waiters(self) -> None:
         self._wake, event = asyncio.Event(), self._wake
         event.set()

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from joyn_operator.config import OperatorConfig
 from joyn_operator.database import (
+    SERVER_REASONS,
     applied_problem,
     cluster_objects,
     cluster_problem,
@@ -19,6 +20,8 @@ from joyn_operator.database import (
 from joyn_operator.desired import children, storage_status
 from joyn_operator.status import Observed, conditions
 from joyn_operator.tenant import connection_problem, pg_name, resolve, with_connection
+
+from scim_server.storage import postgres
 
 CFG = OperatorConfig(server_image="registry.example/joyn-scim:1.2.3", domain="scim.example.com",
                      ingress_class="nginx", ingress_namespace="ingress-nginx")
@@ -170,6 +173,9 @@ def test_readiness_names_the_database_problem_the_pod_sees():
                                        'password authentication failed for user "acme"')
     assert readiness_problem({"problems": ["no bearer token configured"]}) is None
     assert readiness_problem(None) is None
+    # Only the reasons the server can give reach the status: the two lists are one.
+    assert set(SERVER_REASONS) == {*postgres._REFUSED.values(), "DatabaseUnreachable"}
+    assert readiness_problem({"problems": ["database: DatabaseOnFire: x"]}) is None
 
 
 @pytest.mark.parametrize("problem,progressing,degraded", [
