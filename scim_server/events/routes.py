@@ -203,13 +203,14 @@ class EventRoutes:
                 if not events:
                     # Not in this process's memory: committed by another process on the same
                     # database (PostgreSQL replicas), read from the outbox while unacknowledged.
+                    # The head first: what is at or below it and not read was acknowledged.
+                    head = (await stream.storage.stream_state(counts=False)).head
                     events = await stream.storage.read_events(MAX_POLL_EVENTS, last)
-                    head = events[0].seq - 1 if events else \
-                        (await stream.storage.stream_state(counts=False)).head
-                    if head > last:
+                    first = events[0].seq if events else head + 1
+                    if first > last + 1:
                         yield _line({"missed": "events the receiver acknowledged before this "
                                                "watch read them"})
-                        last = head
+                        last = first - 1
                 for e in events:
                     yield _line(stream.claims(state.stream, e))
                     last = e.seq
