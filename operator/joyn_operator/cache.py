@@ -20,6 +20,10 @@ from .kube import KINDS, Kube, path
 from .status import available
 
 CLUSTER_PATHS = {"IngressClass": "/apis/networking.k8s.io/v1/ingressclasses"}
+# What no watch of the operator shows, so a copy here would never change again: a move's Job
+# and CloudNativePG's objects (a Cluster made later, a DatabaseRole CloudNativePG has applied).
+# Read afresh each time; only PostgreSQL tenants read them, a few per reconcile.
+UNWATCHED = ("/apis/batch/", "/apis/postgresql.cnpg.io/")
 
 
 def object_path(obj: dict) -> str | None:
@@ -147,6 +151,8 @@ class CachedKube:
         self.kube, self.cache = kube, cache
 
     async def get(self, url: str) -> dict | None:
+        if url.startswith(UNWATCHED):
+            return await self.kube.get(url)
         cached = self.cache.get(url)
         if cached is ABSENT:
             return None
@@ -175,6 +181,12 @@ class CachedKube:
     async def delete(self, url: str) -> None:
         await self.kube.delete(url)
         self.cache.forget(url)
+
+    async def annotate(self, kind: str, namespace: str, name: str,
+                       annotations: dict[str, str]) -> dict:
+        after = await self.kube.annotate(kind, namespace, name, annotations)
+        self.cache.seen(None, after)
+        return after
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> dict:
         after = await self.kube.patch_status(kind, namespace, name, status)

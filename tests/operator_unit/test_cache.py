@@ -95,3 +95,17 @@ def test_reads_come_from_the_cache_once_it_has_them():
     cache.seen(None, obj("Pod", "p", 1, labels={"app.kubernetes.io/instance": "acme"}))
     assert [p["metadata"]["name"] for p in asyncio.run(kube.list(pods, selector))] == ["p"]
     assert [c[0] for c in api.calls] == ["get", "apply", "list"]
+
+
+def test_what_no_watch_shows_is_read_afresh_every_time():
+    """A copy of a Job or of CloudNativePG's objects would never change again: a DatabaseRole
+    CloudNativePG applies later, a Cluster made after the tenant, a move's Job finishing."""
+    api, cache = Recording(), ObjectCache()
+    kube = CachedKube(api, cache)
+    urls = ["/apis/postgresql.cnpg.io/v1/namespaces/db/databaseroles/r",
+            "/apis/postgresql.cnpg.io/v1/namespaces/db/clusters/pg",
+            "/apis/batch/v1/namespaces/customers/jobs/acme-scim-move"]
+    for url in urls:
+        asyncio.run(kube.get(url))
+        asyncio.run(kube.get(url))
+    assert api.calls == [("get", url) for url in urls for _ in range(2)]
