@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import node as node_module
-from controlplane import HERE, ControlPlane, binaries_dir
+from controlplane import HERE, ControlPlane, binaries_dir, terminate
 from ingress import Ingress
 from node import Node
 from storage import Storage
@@ -90,12 +90,14 @@ class Cluster:
                          list(self.images.archives))
         self.storage = Storage(self.cp, self.node_bins, workdir / "storage", self.images.base)
         self.ingress = Ingress(self.cp, self.node_bins, workdir / "ingress", domain)
+        self.dns: subprocess.Popen | None = None
 
     def start(self, detach: bool = False) -> Cluster:
         try:
             self.node.create_network()  # first: the API server listens on the node's network
             self.cp.start(detach=True, address=self.node.api_address,
                           service_range=self.node.service_range)
+            self._start_dns()
             self.node.start(self.images.pause)
             self.storage.start()
             self.ingress.start()
@@ -105,8 +107,25 @@ class Cluster:
         self._write_state()
         return self
 
+    def _start_dns(self) -> None:
+        """The pods' DNS (dns.py) on the host's end of the node's link, as the admin."""
+        d = self.dir / "dns"
+        d.mkdir(parents=True, exist_ok=True)
+        token = d / "token"
+        token.touch(mode=0o600)
+        token.write_text(self.cp.token)
+        with open(d / "dns.log", "ab") as log:
+            self.dns = subprocess.Popen(
+                [sys.executable, str(HERE / "dns.py"), "--listen", self.node.api_address,
+                 "--api", self.cp.server, "--token-file", str(token),
+                 "--ca-file", str(self.cp.ca_file), "--domain", node_module.CLUSTER_DOMAIN],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+
     def _write_state(self) -> None:
         pids = {f"cp:{n}": p.pid for n, p in self.cp.procs.items()}
+        if self.dns:
+            pids["dns"] = self.dns.pid
         pids.update({f"node:{n}": p.pid for n, p in self.node.procs.items()})
         for name, part in (("storage", self.storage), ("ingress", self.ingress)):
             if part.proc:
@@ -124,6 +143,7 @@ class Cluster:
         plane, then the node's network, which holds the API server's address. Returns the
         seconds each step took, for a caller that promises a quick stop to show where."""
         steps = {"ingress": self.ingress.stop, "storage": self.storage.stop,
+                 "dns": lambda: terminate(self.dns),
                  "node": lambda: self.node.stop(remove=remove, keep_network=True),
                  "control plane": lambda: self.cp.stop(remove=remove),
                  # the API server's address goes last
@@ -159,7 +179,7 @@ def down(workdir: Path) -> None:
     if state_file.exists():
         state = json.loads(state_file.read_text())
         pids = state["pids"]
-        for name in ("ingress", "storage", "node:network-policies", "node:kube-proxy",
+        for name in ("ingress", "storage", "dns", "node:network-policies", "node:kube-proxy",
                      "node:kubelet"):
             if name in pids:
                 _kill(pids[name])

@@ -19,7 +19,8 @@ its ClusterIPs, the `kubernetes` Service's first, to their endpoints, so a pod r
 where the kubelet tells it to (KUBERNETES_SERVICE_HOST/PORT). The host routes the pod range and
 the Service range into the node (it reaches pod IPs, as the ingress controller does, and
 ClusterIPs); pods route the Service range and the link to their gateway, and nothing else: they
-have no way out of the machine. No cluster DNS: the pods that run here resolve no names.
+have no way out of the machine. Their DNS (dns.py, on the host's end of the link) resolves
+`<service>.<namespace>.svc.cluster.local` to ClusterIPs, and no other name.
 
 Everything else the node creates is its own and inside its folder, never the host's default
 paths: containerd's config, root, state and socket; runc's state; the kubelet's root,
@@ -60,6 +61,7 @@ HOST_FOLDERS = (Path("/run/containerd"), CNI_CACHE, Path("/var/lib/kubelet"), CO
 # Inside the node's namespace, so the same names in every node.
 BRIDGE = "jscim-pods"
 UPLINK = "jscim-host"  # the node's end of its link to the host
+CLUSTER_DOMAIN = "cluster.local"
 PROXY_HEALTH_PORT = 10256  # kube-proxy's default, free in a namespace of the node's own
 NFQUEUE = 100  # kube-network-policies' default queue; queues are per network namespace
 NETPOL_CHAIN = "JOYN-SCIM-NETWORK-POLICIES"
@@ -343,6 +345,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "failSwapOn": False,
             "podLogsDir": str(self.dir / "pod-logs"),
             "resolvConf": "/etc/resolv.conf",
+            # Service names resolve (dns.py, which cluster.py runs on the host's end of the
+            # link), with a cluster's usual search path; nothing else does.
+            "clusterDNS": [self.api_address], "clusterDomain": CLUSTER_DOMAIN,
             # Secret volumes are refreshed at each pod sync: every 5 s, not every minute, so a
             # rotated token reaches the pod within seconds (the production default is 1 min).
             "syncFrequency": "5s",

@@ -8,10 +8,12 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from ..errors import ScimError
+from ..errors import ScimError, bad_request
 from ..filters import format_datetime
 from ..schemas import ResourceType
 from . import Stored
+from .dialect import Dialect
+from .outbox import MemberDelta
 from .schema import EMAILS, TABLES
 
 
@@ -52,6 +54,14 @@ def email_keys(doc: dict) -> set[str]:
             if isinstance(e, dict) and isinstance(e.get(EMAILS.sub), str)}
 
 
+def email_changes(doc: dict, old: dict | None) -> tuple[set[str], set[str]]:
+    """(gone, added): the email index rows a write removes and adds. Only the addresses that
+    changed: each row touched is index pages written (SQLite's WAL, PostgreSQL's too)."""
+    values = email_keys(doc)
+    before = email_keys(old) if old is not None else set()
+    return before - values, values - before
+
+
 # The attribute each resource type keeps unique (case-insensitively: both are caseExact false).
 UNIQUE = {name: table.unique.attr for name, table in TABLES.items()}
 
@@ -67,3 +77,53 @@ def uniqueness_conflict(rt: ResourceType, doc: dict, holder: str) -> ScimError:
     attr = UNIQUE[rt.name]
     return ScimError(409, f"{attr} {doc[attr]!r} is already used by {rt.name} {holder}",
                      "uniqueness")
+
+
+def index_columns(rt: ResourceType, doc: dict, dialect: Dialect) -> dict:
+    """The columns the schema derives from a document (the document itself stays as sent):
+    folded where the schema folds, booleans as the database binds them. The values' types are
+    the request validation's (resources.py): a string is a string by then."""
+    cols = {}
+    for col in TABLES[rt.name].from_doc:
+        value = doc.get(col.attr)
+        if col.folded:
+            value = fold(value) if isinstance(value, str) else None
+        elif isinstance(value, bool):
+            value = dialect.boolean(value)
+        cols[col.name] = value
+    return cols
+
+
+def member(value: str, display: object, type_: str) -> dict:
+    """A membership as storage returns it and a MemberDelta holds it."""
+    return {"value": value, "display": display, "type": type_}
+
+
+def wanted_members(group_id: str, members: list[dict]) -> dict[str, object]:
+    """An add's members, {id: display}; a group cannot be its own member."""
+    wanted = {m["value"]: m.get("display") for m in members}
+    if group_id in wanted:
+        raise bad_request("A group cannot be a member of itself")
+    return wanted
+
+
+def additions(wanted: dict[str, object], found: dict[str, tuple], delta: MemberDelta
+              ) -> list[tuple[str, object, str]]:
+    """The rows (id, display, type) an add writes, given what a backend found of each wanted
+    member ({id: (type, in the group already, its display there)}); each member's before and
+    after go into `delta`. 400 for a member that does not exist."""
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise bad_request(f"No user or group with id {shown}: a member must exist")
+    rows = []
+    for value, display in wanted.items():
+        type_, present, current = found[value]
+        before = member(value, current, type_) if present else None
+        # Adding a member without a display keeps the display it has.
+        after = member(value, current if display is None and present else display, type_)
+        delta.saw(value, before)
+        delta.set(value, after)
+        if after != before:
+            rows.append((value, after["display"], type_))
+    return rows

@@ -60,7 +60,7 @@ from ..errors import ScimError, bad_request, not_found
 from ..limits import QUERY_TIMEOUT
 from ..schemas import ResourceType
 from . import MemberChange, Outboxed, Query, Stored, StreamState
-from .common import email_keys, fold, unique_key
+from .common import additions, email_changes, index_columns, member, unique_key, wanted_members
 from .dialect import POSTGRES
 from .outbox import MemberDelta
 from .schema import DOC, EMAILS, GROUP_DISPLAY, TABLES
@@ -226,25 +226,8 @@ def _unavailable(e: BaseException) -> ScimError:
                      f"({type(e).__name__})", headers={"Retry-After": RETRY_AFTER})
 
 
-def _member(value: str, display: object, type_: str) -> dict:
-    return {"value": value, "display": display, "type": type_}
-
-
 def _stored(row: tuple) -> Stored:
     return Stored(row[0], row[1], row[2], row[3], row[4])
-
-
-def _index_columns(rt: ResourceType, doc: dict) -> dict:
-    """The columns the schema derives from a document (the document itself stays as sent)."""
-    cols = {}
-    for col in TABLES[rt.name].from_doc:
-        value = doc.get(col.attr)
-        if col.folded:
-            value = fold(value) if isinstance(value, str) else None
-        elif col.name == "active":
-            value = value if isinstance(value, bool) else None
-        cols[col.name] = value
-    return cols
 
 
 _ROW = f"id, {DOC}, created, last_modified, version"
@@ -712,7 +695,7 @@ async def _load_related(conn: psycopg.AsyncConnection, rt: ResourceType,
                                  "WHERE group_id = ANY(%s) ORDER BY group_id, value",
                                  (list(by_id),))
         for gid, value, display, type_ in await cur.fetchall():
-            by_id[gid].members.append(_member(value, display, type_))
+            by_id[gid].members.append(member(value, display, type_))
     else:
         for s in items:
             s.groups = []
@@ -727,7 +710,7 @@ async def _load_related(conn: psycopg.AsyncConnection, rt: ResourceType,
 
 async def _gone(delta: MemberDelta, cur: psycopg.AsyncCursor) -> None:
     for value, display, type_ in await cur.fetchall():
-        delta.saw(value, _member(value, display, type_))
+        delta.saw(value, member(value, display, type_))
         delta.set(value, None)
 
 
@@ -746,7 +729,7 @@ class _WriteTx:
         return None if row is None else _stored(row)
 
     async def insert(self, rt: ResourceType, res: Stored) -> None:
-        cols = _index_columns(rt, res.doc)
+        cols = index_columns(rt, res.doc, POSTGRES)
         cols.update(id=res.id, created=res.created, last_modified=res.last_modified,
                     version=res.version)
         cols[DOC] = orjson.dumps(res.doc).decode()
@@ -762,8 +745,8 @@ class _WriteTx:
             await self._write_emails(res.id, res.doc, None)
 
     async def update(self, rt: ResourceType, res: Stored, old: Stored) -> None:
-        cols = _index_columns(rt, res.doc)
-        before = _index_columns(rt, old.doc)
+        cols = index_columns(rt, res.doc, POSTGRES)
+        before = index_columns(rt, old.doc, POSTGRES)
         cols = {k: v for k, v in cols.items() if before.get(k) != v}
         renamed = TABLES[rt.name].unique.name in cols
         cols.update(last_modified=res.last_modified, version=res.version)
@@ -794,9 +777,7 @@ class _WriteTx:
         return Taken(row[0])
 
     async def _write_emails(self, id: str, doc: dict, old: dict | None) -> None:
-        values = email_keys(doc)
-        before = email_keys(old) if old is not None else set()
-        gone, added = before - values, values - before
+        gone, added = email_changes(doc, old)
         if gone:
             await self.conn.execute(
                 f"DELETE FROM {EMAILS.table} WHERE {EMAILS.owner} = %s AND "
@@ -868,8 +849,8 @@ class _WriteTx:
                 cur = await self.conn.execute(
                     f"SELECT value, display, type FROM group_members AS m WHERE {match}", args)
                 for value, display, type_ in await cur.fetchall():
-                    delta.saw(value, _member(value, display, type_))
-                    delta.set(value, _member(value, ch.display, type_))
+                    delta.saw(value, member(value, display, type_))
+                    delta.set(value, member(value, ch.display, type_))
                 await self.conn.execute(f"UPDATE group_members AS m SET display = %s "
                                         f"WHERE {match}", (ch.display, *args))
         return delta
@@ -877,9 +858,7 @@ class _WriteTx:
     async def _add_members(self, group_id: str, members: list[dict], delta: MemberDelta) -> None:
         if not members:
             return
-        wanted = {m["value"]: m.get("display") for m in members}
-        if group_id in wanted:
-            raise bad_request("A group cannot be a member of itself")
+        wanted = wanted_members(group_id, members)
         ids = list(wanted)
         found: dict[str, tuple] = {}
         # Each wanted member, locked FOR KEY SHARE (a concurrent delete of it waits for this
@@ -896,20 +875,7 @@ class _WriteTx:
                 "WHERE r.id = ANY(%s) FOR KEY SHARE OF r", (group_id, todo))
             for mid, present, display in await cur.fetchall():
                 found[mid] = (type_, present, display)
-        missing = [i for i in ids if i not in found]
-        if missing:
-            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-            raise bad_request(f"No user or group with id {shown}: a member must exist")
-        rows = []
-        for value, display in wanted.items():
-            type_, present, current = found[value]
-            before = _member(value, current, type_) if present else None
-            # Adding a member without a display keeps the display it has.
-            after = _member(value, current if display is None and present else display, type_)
-            delta.saw(value, before)
-            delta.set(value, after)
-            if after != before:
-                rows.append((value, after["display"], type_))
+        rows = additions(wanted, found, delta)
         if rows:
             await self.conn.execute(
                 "INSERT INTO group_members (group_id, value, display, type) "

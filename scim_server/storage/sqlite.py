@@ -31,11 +31,19 @@ from contextlib import asynccontextmanager, contextmanager
 
 import orjson
 
-from ..errors import ScimError, bad_request, not_found
+from ..errors import ScimError, not_found
 from ..limits import QUERY_TIMEOUT
 from ..schemas import ResourceType
 from . import MemberChange, Outboxed, Query, Stored, StreamState
-from .common import email_keys, fold, unique_key
+from .common import (
+    additions,
+    email_changes,
+    fold,
+    index_columns,
+    member,
+    unique_key,
+    wanted_members,
+)
 from .dialect import SQLITE
 from .outbox import MemberDelta
 from .schema import DOC, EMAILS, GROUP_DISPLAY, TABLES
@@ -139,19 +147,6 @@ READERS = 2  # reader threads: the two cores a tenant's pod gets at most
 INLINE_MAX_OFFSET = 1000  # an indexed search paging further runs on a reader thread
 _SNAPSHOT_BATCH = 500
 _FREE_PAGES_KEPT = 256  # free pages beyond these go back to the file system after a trim
-
-
-def _index_columns(rt: ResourceType, doc: dict) -> dict:
-    """The columns the schema derives from a document (the document itself stays as sent)."""
-    cols = {}
-    for col in TABLES[rt.name].from_doc:
-        value = doc.get(col.attr)
-        if col.folded:
-            value = fold(value) if isinstance(value, str) else None
-        elif isinstance(value, bool):
-            value = SQLITE.boolean(value)
-        cols[col.name] = value
-    return cols
 
 
 def _connect(path: str, synchronous: str) -> sqlite3.Connection:
@@ -618,9 +613,9 @@ class _WriteTx:
         """Insert (`old` is None) or update a row. An update sets only the indexed columns
         whose value changed: every index named in an UPDATE is rewritten, and each rewritten
         index page is another 4 KiB in the WAL and in the next checkpoint."""
-        cols = _index_columns(rt, res.doc)
+        cols = index_columns(rt, res.doc, SQLITE)
         if old is not None:
-            before = _index_columns(rt, old)
+            before = index_columns(rt, old, SQLITE)
             cols = {k: v for k, v in cols.items() if before.get(k) != v}
         cols.update(last_modified=res.last_modified, version=res.version)
         cols[DOC] = orjson.dumps(res.doc).decode()
@@ -643,10 +638,7 @@ class _WriteTx:
             self._write_emails(res.id, res.doc, old)
 
     def _write_emails(self, id: str, doc: dict, old: dict | None) -> None:
-        """Only the addresses that changed: each row touched is index pages in the WAL."""
-        values = email_keys(doc)
-        before = email_keys(old) if old is not None else set()
-        gone, added = before - values, values - before
+        gone, added = email_changes(doc, old)
         if gone:
             self.db.executemany(f"DELETE FROM {EMAILS.table} WHERE {EMAILS.owner} = ? AND "
                                 f"{EMAILS.value} = ?", [(id, v) for v in gone])
@@ -683,8 +675,8 @@ class _WriteTx:
                 for value, display, type_ in self.db.execute(
                         f"SELECT value, display, type FROM group_members AS m WHERE {match}",
                         args).fetchall():
-                    delta.saw(value, _member(value, display, type_))
-                    delta.set(value, _member(value, ch.display, type_))
+                    delta.saw(value, member(value, display, type_))
+                    delta.set(value, member(value, ch.display, type_))
                 self.db.execute(f"UPDATE group_members AS m SET display = ? WHERE {match}",
                                 (ch.display, *args))
         return delta
@@ -692,15 +684,13 @@ class _WriteTx:
     @staticmethod
     def _gone(delta: MemberDelta, rows: sqlite3.Cursor) -> None:
         for value, display, type_ in rows.fetchall():
-            delta.saw(value, _member(value, display, type_))
+            delta.saw(value, member(value, display, type_))
             delta.set(value, None)
 
     def _add_members(self, group_id: str, members: list[dict], delta: MemberDelta) -> None:
         if not members:
             return
-        wanted = {m["value"]: m.get("display") for m in members}
-        if group_id in wanted:
-            raise bad_request("A group cannot be a member of itself")
+        wanted = wanted_members(group_id, members)
         # Each wanted member's type, and its row in this group if it has one: one statement,
         # point lookups only (the group's other members are never read).
         found: dict[str, tuple] = {}
@@ -716,20 +706,7 @@ class _WriteTx:
                     f"LEFT JOIN group_members m ON m.group_id = ? AND m.value = r.id "
                     f"WHERE r.id IN ({marks})", (group_id, *chunk, group_id, *chunk)):
                 found[mid] = (type_, present, display)
-        missing = [i for i in ids if i not in found]
-        if missing:
-            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-            raise bad_request(f"No user or group with id {shown}: a member must exist")
-        rows = []
-        for value, display in wanted.items():
-            type_, present, current = found[value]
-            before = _member(value, current, type_) if present else None
-            # Adding a member without a display keeps the display it has.
-            after = _member(value, current if display is None and present else display, type_)
-            delta.saw(value, before)
-            delta.set(value, after)
-            if after != before:
-                rows.append((group_id, value, after["display"], type_))
+        rows = [(group_id, *row) for row in additions(wanted, found, delta)]
         if rows:
             self.db.executemany(
                 "INSERT INTO group_members (group_id, value, display, type) VALUES (?, ?, ?, ?) "
@@ -745,10 +722,6 @@ def _head(db: sqlite3.Connection) -> int:
 def _chunks(values: list) -> Iterator[list]:
     for i in range(0, len(values), _CHUNK):
         yield values[i:i + _CHUNK]
-
-
-def _member(value: str, display: object, type_: str) -> dict:
-    return {"value": value, "display": display, "type": type_}
 
 
 class _Snapshot:
