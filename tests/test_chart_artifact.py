@@ -205,15 +205,11 @@ def test_argocd_cm_carries_both_health_checks_verbatim():
 
 
 def operator_reasons() -> set[str]:
-    """Every reason the operator writes into a condition (status.py, and the (reason, message)
-    pairs its checks return: certificates, route, the event stream)."""
-    from joyn_operator.status import FAILING_WAIT_REASONS
-    reasons = set(FAILING_WAIT_REASONS)
-    for source in OPERATOR.glob("*.py"):
-        text = source.read_text()
-        reasons |= set(re.findall(r"(?:return|failure =|else)\s*\(\"([A-Z][A-Za-z]+)\",", text))
-        reasons |= set(re.findall(r"_cond\(\"\w+\", [^,]+, \"([A-Z][A-Za-z]+)\"", text))
-    return reasons
+    """Every reason the operator writes into a condition: the reference's own finder
+    (tests/test_docs.py reads status.py's _cond calls, every (reason, message) pair the checks
+    return, and the pods' reasons it passes on)."""
+    from test_docs import condition_reasons
+    return set(condition_reasons())
 
 
 def lua_table(name: str) -> set[str]:

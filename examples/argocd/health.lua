@@ -13,6 +13,7 @@
 local WAITING = {
   Deploying = true, PodPending = true, VolumePending = true, IngressMissing = true,
   IngressPending = true, CertificatePending = true, RoutePending = true,
+  DatabaseProvisioning = true, StorageMoving = true,
 }
 local FAILING = {
   ImagePullBackOff = true, ErrImagePull = true, InvalidImageName = true,
@@ -21,7 +22,10 @@ local FAILING = {
   NameConflict = true, VolumeLost = true, TokenMissing = true, HostUnknown = true,
   IngressClassNotFound = true, TLSSecretMissing = true, TLSCertificateInvalid = true,
   TLSCertificateExpired = true, CertificateFailed = true, RouteUnreachable = true,
-  EventsPushAuthorizationMissing = true,
+  EventsPushAuthorizationMissing = true, DatabaseSecretMissing = true,
+  DatabaseSecretInvalid = true, DatabaseClusterMissing = true,
+  DatabaseProvisioningFailed = true, DatabaseAuthFailed = true, DatabaseMissing = true,
+  DatabaseUnreachable = true, StorageMoveFailed = true,
 }
 
 local function condition(name)
