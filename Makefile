@@ -32,6 +32,7 @@ test: $(STAMP) lint kube-bins db-deps  ## the whole test suite: SCIM, conformanc
 		LUA_BINS_DIR=$$(hack/lua/build.sh) \
 		REGISTRY_BINS_DIR=$$(hack/registry/build.sh) \
 		KREW_BINS_DIR=$$(hack/krew/build.sh) \
+		CNPG_BINS_DIR=$$(hack/cnpg/build.sh) \
 		$(BIN)/pytest $(PYTEST_ARGS)
 
 # The node's runtime and the image builder, from Debian's packages (as root); a no-op when
@@ -56,7 +57,7 @@ db-deps:  ## install PostgreSQL (apt-get) for the tests
 # Kubernetes and the node's tools from the Go module proxy (versions pinned in hack/kube,
 # hack/tools and hack/node), and the node's images (hack/node/images.sh), cached outside the
 # repository; a no-op when already built.
-kube-bins: node-deps  ## build or reuse the Kubernetes binaries, helm, kubeconform, kind, promtool, the Argo CD health runner, a registry, krew, traefik, local-path-provisioner, crictl and the images
+kube-bins: node-deps  ## build or reuse the Kubernetes binaries, helm, kubeconform, kind, promtool, the Argo CD health runner, a registry, krew, traefik, local-path-provisioner, crictl, CloudNativePG and the images
 	hack/kube/build.sh
 	hack/tools/build.sh
 	hack/monitoring/build.sh
@@ -66,6 +67,8 @@ kube-bins: node-deps  ## build or reuse the Kubernetes binaries, helm, kubeconfo
 	hack/krew/build.sh
 	hack/node/build.sh
 	hack/node/images.sh
+	hack/cnpg/build.sh
+	hack/cnpg/images.sh
 
 image: node-deps  ## build (or reuse) the image from the Dockerfile on a Debian base made here; print its size
 	@hack/node/images.sh | sed -n 's/^app=\(\S*\) \(.*\)/\1 \2/p' | while read -r ref tar; do \

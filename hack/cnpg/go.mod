@@ -1,3 +1,8 @@
+// A pin module only: it holds no Go code. It fixes the version of CloudNativePG, whose manager
+// (the operator, and the instance manager it copies into each PostgreSQL pod) hack/cnpg/build.sh
+// builds from the Go module proxy, with the release manifest from the same module. Apart from the
+// other pins so that its dependencies move nothing else. Made by
+// `GOFLAGS=-mod=mod go get github.com/cloudnative-pg/cloudnative-pg/cmd/manager@<version>`.
 module joyn-scim.invalid/hack/cnpg
 
 go 1.26.6

@@ -44,7 +44,10 @@ CONTROLLERS = ("garbage-collector-controller,namespace-controller,deployment-con
                "persistentvolume-binder-controller,endpointslice-controller,"
                "root-ca-certificate-publisher-controller,"
                # lifts the not-ready taint a kubelet registers its node with
-               "node-lifecycle-controller")
+               "node-lifecycle-controller,"
+               # CloudNativePG makes a Cluster's first instance with a Job, and the operator
+               # moves a tenant from SQLite to PostgreSQL with one
+               "job-controller")
 COMPONENTS = ("kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
 
 

@@ -13,7 +13,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from .cnpg import API, CloudNativePG, timed
+from .cnpg import API, module_cluster_namespace, module_cnpg, timed
 from .conftest import eventually, module_operator
 from .test_tenant_e2e import (
     TEST_CONNECTION,
@@ -35,21 +35,13 @@ TENANTS = "/apis/scim.sevenlakes.com/v1alpha1/namespaces/{ns}/joynscimtenants"
 
 @pytest.fixture(scope="module")
 def cnpg(cluster, tmp_path_factory):
-    op = timed("CloudNativePG installed and ready",
-               CloudNativePG(cluster, tmp_path_factory.mktemp("cnpg")).start)
-    yield op
-    op.stop()
+    yield from module_cnpg(cluster, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def ns(kube, cnpg, tenant_crd):
-    """The tenants' namespace, which also holds their CloudNativePG Cluster; gone (with
-    CloudNativePG's finalizers done) before CloudNativePG is uninstalled."""
-    name = kube.namespace("pgt")
-    yield name
-    kube.delete(f"/api/v1/namespaces/{name}")
-    eventually(lambda: kube.get(f"/api/v1/namespaces/{name}").status_code == 404,
-               timeout=180, what=f"namespace {name} to be deleted")
+    """The tenants' namespace, which also holds their CloudNativePG Cluster."""
+    yield from module_cluster_namespace(kube, "pgt")
 
 
 @pytest.fixture(scope="module")
