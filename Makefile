@@ -93,7 +93,7 @@ test-e2e: $(STAMP) kube-bins  ## end-to-end on kind (skipped, with the reason, w
 	TOOLS_BINS_DIR=$$(hack/tools/build.sh) KUBE_BINS_DIR=$$(hack/kube/build.sh) \
 		$(BIN)/pytest -m e2e tests/e2e $(PYTEST_ARGS)
 
-bench: $(STAMP)  ## our server vs scim2-server 0.8.3, same ASGI server (needs wrk)
+bench: $(STAMP) db-deps  ## our server vs scim2-server 0.8.3, same ASGI server (needs wrk)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/bench.py $(ARGS)

@@ -61,7 +61,7 @@ class Cluster:
                   "--locale=C.UTF-8", "--no-sync")
         options = (f"-k {self.root} -p {self.port} -c listen_addresses=127.0.0.1 "
                    "-c shared_preload_libraries=pg_stat_statements "
-                   "-c pg_stat_statements.track=all -c max_connections=300")
+                   "-c pg_stat_statements.track=top -c max_connections=300")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-t", "60",
                   "-o", options, "start")
         self.execute("CREATE EXTENSION pg_stat_statements")
@@ -105,8 +105,32 @@ class Cluster:
     def reset_statements(self) -> None:
         self.execute("SELECT pg_stat_statements_reset()")
 
+    def pids(self) -> list[int]:
+        """The postmaster's and its children's (backends, WAL writer, checkpointer...)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(stat.parent.name))
+            except (OSError, ValueError, IndexError):
+                pass  # gone meanwhile
+        return [postmaster, *children]
+
     def disk_bytes(self) -> int:
         """The cluster folder's size on disk (what du counts)."""
         out = subprocess.run(["du", "-sB1", str(self.data)], capture_output=True, text=True,
                              check=True).stdout
         return int(out.split()[0])
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """The user + system CPU time these processes have used (from /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")

@@ -6,6 +6,7 @@ acknowledged write may be lost."""
 import secrets
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -47,16 +48,21 @@ def body(name: str) -> dict:
 
 
 def test_the_database_down_is_a_retryable_503_and_the_server_recovers_by_itself(
-        tmp_path, own_postgres, tenant_db):
+        tmp_path, own_postgres, tenant_db, capsys):
     dsn, password = tenant_db
     srv = start_server(tmp_path, "srv", dsn)
     try:
         with scim_client(srv, srv.token) as c:
             kept = c.post("/Users", json=body("kept@example.com")).json()
             own_postgres.halt()
-            for r in (c.get("/Users", params={"filter": 'userName eq "kept@example.com"'}),
-                      c.post("/Users", json=body("lost@example.com")),
-                      c.get(f"/Users/{kept['id']}")):
+            took = []
+            for request in (
+                    lambda: c.get("/Users", params={"filter": 'userName eq "kept@example.com"'}),
+                    lambda: c.post("/Users", json=body("lost@example.com")),
+                    lambda: c.get(f"/Users/{kept['id']}")):
+                t0 = time.monotonic()
+                r = request()
+                took.append(time.monotonic() - t0)
                 assert r.status_code == 503, r.text
                 assert r.headers["Retry-After"].isdigit()
                 assert r.json()["status"] == "503" and "retry" in r.json()["detail"]
@@ -64,8 +70,14 @@ def test_the_database_down_is_a_retryable_503_and_the_server_recovers_by_itself(
             assert ready.status_code == 503
             assert ready.json()["problems"][0].startswith("database: DatabaseUnreachable: ")
             own_postgres.start()
+            t0 = time.monotonic()
             wait_until(lambda: c.get(f"/Users/{kept['id']}").status_code == 200,
                        what="the server to reconnect")
+            back = time.monotonic() - t0
+            with capsys.disabled():  # figures, not assertions: the machine decides them
+                print(f"\ndatabase down: first 503 after {took[0]:.2f} s, then "
+                      f"{max(took[1:]) * 1000:.0f} ms; answering again {back:.2f} s after "
+                      "the database was back")
             assert c.get(f"/Users/{kept['id']}").json() == kept
             assert c.get("/Users", params={"filter": 'userName eq "lost@example.com"'}
                          ).json()["totalResults"] == 0  # a 503 stored nothing
@@ -113,7 +125,7 @@ def test_a_wrong_password_is_named_and_the_password_is_not(tmp_path, own_postgre
     assert "DatabaseAuthFailed" in output and password not in output
 
 
-def test_a_replica_killed_under_load_loses_no_acknowledged_write(tmp_path, tenant_db):
+def test_a_replica_killed_under_load_loses_no_acknowledged_write(tmp_path, tenant_db, capsys):
     dsn, _ = tenant_db
     a, b = (start_server(tmp_path, name, dsn) for name in ("a", "b"))
     acknowledged, after_kill = [], []
@@ -142,6 +154,9 @@ def test_a_replica_killed_under_load_loses_no_acknowledged_write(tmp_path, tenan
             for f in futures:
                 f.result()
         assert after_kill, "the other replica kept answering"
+        with capsys.disabled():
+            print(f"\nkill -9 under load: {len(acknowledged)} creates acknowledged "
+                  f"({len(after_kill)} by the other replica after the kill), all kept")
         with scim_client(b, b.token) as c:
             stored = {u["userName"] for u in c.get("/Users", params={"count": 1000}
                                                    ).json()["Resources"]}

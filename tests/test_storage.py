@@ -505,3 +505,20 @@ async def test_a_snapshot_is_the_state_at_its_position(outbox):
         [(g.id, 1, [a.id])]
     later = await events(outbox, snap.position)
     assert [e.record["op"] for e in later] == ["delete", "create", "patch"]
+
+
+async def test_the_email_index_follows_every_change(store):
+    """Entra matches users by email: the index answers for the address a write left, in any
+    case, and no longer for one it took away."""
+    def found(address):
+        return store.search(USER_TYPE, Query(parse_filter(f'emails.value eq "{address}"')))
+
+    u = await user(store, "mail", emails=[{"value": "Old@Example.com", "type": "work"}])
+    assert [r.id for r in (await found("old@example.com"))[1]] == [u.id]
+    await store.modify(USER_TYPE, u.id, lambda d: ({**d, "emails": [
+        {"value": "new@example.com", "type": "work"}, {"value": "Two@Example.com"}]}, []), None)
+    assert (await found("OLD@example.com"))[0] == 0
+    assert [r.id for r in (await found("NEW@example.com"))[1]] == [u.id]
+    assert [r.id for r in (await found("two@example.com"))[1]] == [u.id]
+    await store.replace(USER_TYPE, u.id, {"userName": "mail"}, None, None)
+    assert (await found("new@example.com"))[0] == 0

@@ -100,6 +100,10 @@ class Ingress:
                 "--entrypoints.websecure.http.tls=true",
                 f"--entrypoints.traefik.address=127.0.0.1:{self.ping_port}", "--ping=true",
                 "--providers.kubernetesingress=true",
+                # A Service without a ready pod (a server stopped for a move, or starting) is
+                # answered 503, as ingress-nginx answers it, and Entra retries; by default
+                # Traefik drops the route then and answers 404 (docs/platform/install.md).
+                "--providers.kubernetesingress.allowEmptyServices=true",
                 f"--providers.kubernetesingress.ingressendpoint.ip={self.address}",
                 f"--providers.file.filename={dynamic}",
                 f"--accesslog.filepath={self.dir / 'access.log'}",

@@ -251,8 +251,9 @@ async def _reconcile_all(keys, memo: kopf.Memo) -> None:
 @kopf.on.event("", "v1", "secrets")
 async def referenced_secret(event: dict, memo: kopf.Memo, tenant_refs: kopf.Index,
                             **_) -> None:
-    """A bring-your-own token Secret, a TLS Secret or an event push authorization Secret
-    appeared, changed or went. (Other Secrets are not kept: the operator reads none of them.)"""
+    """A bring-your-own token Secret, a TLS Secret, an event push authorization Secret or a
+    PostgreSQL connection Secret appeared, changed or went. (Other Secrets are not kept: the
+    operator reads none of them.)"""
     meta = (event.get("object") or {}).get("metadata") or {}
     tenants = tenant_refs.get(("Secret", meta.get("namespace"), meta.get("name")), ())
     if tenants:

@@ -215,8 +215,12 @@ async def _reconcile(body: dict, kube: Kube, cfg: OperatorConfig, emit: EmitFn,
         t, database_problem = await _database(t, kube, conflicts, apply_errors)
         serving = t
         pvc = await kube.get(path("PersistentVolumeClaim", t.namespace, t.names.pvc))
-        if not database_problem and move_pending(t, pvc, pvc is not None and _ours(pvc, t)):
-            serving, database_problem = await _move(t, body, kube, emit, now)
+        if move_pending(t, pvc, pvc is not None and _ours(pvc, t)):
+            # The data is still on the volume: the server keeps serving it from there until
+            # the database is ready for the copy, then stops for the move.
+            serving = on_sqlite(t, 1)
+            if not database_problem:
+                serving, database_problem = await _move(t, body, kube, emit, now)
 
     # -- the generated credentials: the token, and the event stream's two ----------------------
     creds = _Credentials(t, body, kube, emit, now, conflicts, apply_errors)

@@ -330,7 +330,7 @@ class ResolvedTenant:
 def references(t: ResolvedTenant) -> list[tuple[str, str, str]]:
     """(kind, namespace, name) of what the tenant needs but the operator does not make: a
     bring-your-own token Secret, a TLS Secret of the user's, the IngressClass, the Certificate
-    cert-manager makes for the Ingress."""
+    cert-manager makes for the Ingress, a PostgreSQL connection Secret."""
     out = []
     if not t.token.own:
         out.append(("Secret", t.namespace, t.token.secret_name))
@@ -342,6 +342,11 @@ def references(t: ResolvedTenant) -> list[tuple[str, str, str]]:
         out.append(("IngressClass", "", t.ingress.class_name))
     if t.events and t.events.push and t.events.push.authorization:
         out.append(("Secret", t.namespace, t.events.push.authorization[0]))
+    pg = t.storage.postgres
+    if pg is not None and pg.cluster is None:
+        # The platform team's connection Secret: made later, or its password corrected,
+        # the server is rolled onto it at once.
+        out.append(("Secret", t.namespace, pg.secret))
     return out
 
 

@@ -44,7 +44,8 @@ class WriteTx(Protocol):
     an exception (and rolls back when it raises)."""
 
     async def current(self, rt: ResourceType, id: str) -> Stored | None:
-        """The resource as stored, without related resources; None if absent."""
+        """The resource as stored; None if absent. A user's groups may come with it (a backend
+        that reads them in the same statement), a group's members never."""
 
     async def insert(self, rt: ResourceType, res: Stored) -> None:
         """A new row; raises Taken when its unique attribute is held."""
@@ -61,7 +62,7 @@ class WriteTx(Protocol):
         in itself); returns exactly what changed."""
 
     async def load_related(self, rt: ResourceType, items: list[Stored]) -> None:
-        """Fill in members (Groups) or groups (Users)."""
+        """Fill in members (Groups) or groups (Users), where they are not loaded yet."""
 
     async def record(self, iat: int, records: list[dict]) -> list[Outboxed]:
         """Append the events of this transaction to the outbox, in order."""
@@ -153,7 +154,7 @@ class WritePath:
                        if_match: str | None) -> Stored:
         async with self.transaction() as tx:
             cur = await self._current(tx, rt, id, if_match)
-            res = Stored(id, doc, cur.created, now(), cur.version + 1)
+            res = Stored(id, doc, cur.created, now(), cur.version + 1, groups=cur.groups)
             await self._write(tx, rt, res, cur)
             if rt is GROUP_TYPE:
                 await tx.change_members(id, [MemberChange("replace", members=members or [])])
@@ -178,7 +179,8 @@ class WritePath:
             changed = not (doc == cur.doc and not delta)
             res = cur
             if changed:
-                res = Stored(id, doc, cur.created, now(), cur.version + 1)
+                # A user's groups are the same after a write of the user (None: not read yet).
+                res = Stored(id, doc, cur.created, now(), cur.version + 1, groups=cur.groups)
                 await self._write(tx, rt, res, cur)
             if with_related:
                 await tx.load_related(rt, [res])

@@ -248,8 +248,17 @@ def module_cluster_namespace(kube, prefix: str):
     name = kube.namespace(prefix)
     yield name
     kube.delete(f"/api/v1/namespaces/{name}")
-    eventually(lambda: kube.get(f"/api/v1/namespaces/{name}").status_code == 404,
-               timeout=180, what=f"namespace {name} to be deleted")
+    try:
+        eventually(lambda: kube.get(f"/api/v1/namespaces/{name}").status_code == 404,
+                   timeout=300, what=f"namespace {name} to be deleted")
+    except AssertionError as e:
+        left = [(kind, o["metadata"]["name"], o["metadata"].get("finalizers"))
+                for kind, url in (("pod", f"/api/v1/namespaces/{name}/pods"),
+                                  *((k, f"{API}/namespaces/{name}/{k}")
+                                    for k in ("clusters", "databases", "databaseroles")))
+                for o in kube.get(url).json().get("items", [])]
+        status = kube.get(f"/api/v1/namespaces/{name}").json().get("status")
+        raise AssertionError(f"{e}\nleft: {left}\nnamespace: {status}") from None
 
 
 def timed(what: str, f, *args, **kw):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from collections import Counter
 
 import httpx
@@ -87,6 +88,7 @@ class Load:
     def __init__(self, entra: Entra, token: str) -> None:
         self.entra, self.token = entra, token
         self.statuses: Counter = Counter()
+        self.refused: list[float] = []  # when each answer other than 200 came (monotonic)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -98,6 +100,13 @@ class Load:
             except httpx.HTTPError as e:  # a refused or reset connection counts too
                 code = type(e).__name__
             self.statuses[code] += 1
+            if code != 200:
+                self.refused.append(time.monotonic())
+
+    @property
+    def window(self) -> float:
+        """Seconds from the first answer other than 200 to the last."""
+        return self.refused[-1] - self.refused[0] if self.refused else 0.0
 
     def __enter__(self) -> Load:
         self.thread.start()
@@ -188,7 +197,7 @@ def test_a_tenant_moves_from_sqlite_to_postgresql_while_entra_sends(
             timeout=300, what="the tenant on PostgreSQL and Ready")
         eventually(lambda: load.statuses[200] > 0 and entra.test_connection(token) == 200,
                    timeout=60, what="Entra answered again")
-    print(f"requests during the move: {dict(load.statuses)}")
+    print(f"requests during the move: {dict(load.statuses)}, 503s for {load.window:.1f} s")
     # Entra saw answers and retryable 503s (the ingress controller's, while no server ran).
     assert set(load.statuses) <= {200, 503}, load.statuses
     claim = kube.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{name}-scim-data").json()

@@ -124,9 +124,10 @@ def test_a_tenant_serves_test_connection_at_its_tenant_url_and_keeps_data_across
     entra = Entra(cluster, url)
     token = secret(kube, ns, name)["token"]
     # The controller admits the Ingress (what IngressReady reads) before its router has the
-    # pod's endpoint; Traefik answers 404 for those few seconds.
+    # pod's endpoint; Traefik answers 404 (no route yet) or 503 (no endpoint yet) meanwhile.
     r = eventually(lambda: (r := entra.request("GET", "/Users", token, params=TEST_CONNECTION))
-                   .status_code != 404 and r, timeout=30, what="the ingress controller's route")
+                   .status_code not in (404, 503) and r, timeout=30,
+                   what="the ingress controller's route")
     assert r.status_code == 200 and r.json()["totalResults"] == 0 and r.json()["Resources"] == []
     assert r.headers["content-type"].startswith("application/scim+json")
     assert entra.test_connection("not-the-token") == 401

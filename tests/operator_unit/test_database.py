@@ -201,3 +201,10 @@ def test_a_changed_connection_secret_rolls_the_server_without_showing_its_values
     assert first == pod_annotations({"uri": "postgresql://u:one@h/d"})
     assert first != pod_annotations({"uri": "postgresql://u:two@h/d"})
     assert "one" not in json.dumps(first)
+
+
+def test_the_connection_secret_is_watched_for_the_tenant_that_names_it():
+    from joyn_operator.tenant import references
+    assert ("Secret", "customers", "acme-db") in references(resolve(body(SECRET_PG), CFG))
+    # The operator's own Secret (a CloudNativePG tenant's) is its child, watched as such.
+    assert all(kind != "Secret" for kind, _, _ in references(resolve(body(CLUSTER_PG), CFG)))
