@@ -76,10 +76,15 @@ def merge_patch(kube, path: str, body: dict) -> None:
 
 
 def ready_pods(kube, ns, name) -> list[dict]:
+    """The tenant's server pods that are ready and not going away."""
+    def ready(p):
+        statuses = p["status"].get("containerStatuses") or []
+        return bool(statuses) and all(c.get("ready") for c in statuses)
+
     return [p for p in pods(kube, ns, name)
             if not p["metadata"].get("deletionTimestamp")
             and p["metadata"]["labels"].get("app.kubernetes.io/name") == "joyn-scim"
-            and all(c["ready"] for c in p["status"].get("containerStatuses") or [{}])]
+            and ready(p)]
 
 
 class Load:
