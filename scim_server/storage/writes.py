@@ -15,7 +15,7 @@ from collections import deque
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from ..errors import not_found
+from ..errors import ScimError, not_found
 from ..schemas import GROUP_TYPE, ResourceType
 from . import MemberChange, Mutation, Outboxed, Stored, StreamState, outbox
 from .common import check_precondition, new_id, now, uniqueness_conflict
@@ -122,12 +122,13 @@ class WritePath:
     async def _retried(self, attempt):
         """Run one write's transaction, again on `Retry` (a few times: each retry is a fresh
         transaction that sees what made the last one fail as committed)."""
-        for _ in range(RETRIES - 1):
+        for _ in range(RETRIES):
             try:
                 return await attempt()
             except Retry:
                 continue
-        return await attempt()
+        raise ScimError(503, "The change met others on the same resources and could not be "
+                        "made; retry shortly", headers={"Retry-After": "1"})
 
     async def create(self, rt: ResourceType, doc: dict, members: list[dict] | None) -> Stored:
         return await self._retried(lambda: self._create(rt, doc, members))
