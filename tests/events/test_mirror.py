@@ -16,6 +16,8 @@ import httpx
 from conftest import free_port, wait_until
 from joyn_scim_events import EventServer, PollReceiver, PushReceiver
 
+from scim_server.events.stream import EventSettings
+
 from .churn import Churn, normalized, server_state
 from .conftest import example_mirror, start
 
@@ -49,7 +51,9 @@ class Polling:
 
     def stop(self) -> None:
         self.stop_event.set()
-        self.thread.join(timeout=30)
+        # The receiver sees the stop between polls, and a long poll the server holds lasts up
+        # to its poll wait (30 s) when no event comes: wait for that, and a margin.
+        self.thread.join(timeout=EventSettings.poll_wait + 15)
         assert not self.thread.is_alive()
 
 
