@@ -210,11 +210,9 @@ def kube_version() -> str:
     return re.search(r"k8s.io/kubernetes (v[0-9.]+)", text).group(1)
 
 
-@pytest.fixture(scope="session")
-def postgres():
-    """A PostgreSQL server for the session (tests/pgserver.py); skipped, with where to get it,
-    where Debian's `postgresql` is not installed and CI is not set."""
-    from pgserver import PostgresServer, bin_dir
+def postgres_bins() -> Path:
+    """Where initdb and pg_ctl are; fails under CI, else skips saying how to get them."""
+    from pgserver import bin_dir
     bins = bin_dir()
     if bins is None:
         message = ("PostgreSQL is not installed: `apt-get install postgresql` (make test does), "
@@ -222,6 +220,14 @@ def postgres():
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    srv = PostgresServer(bins).start()
+    return bins
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server for the session (tests/pgserver.py); skipped, with where to get it,
+    where Debian's `postgresql` is not installed and CI is not set."""
+    from pgserver import PostgresServer
+    srv = PostgresServer(postgres_bins()).start()
     yield srv
     srv.stop()

@@ -11,16 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from conftest import USER, ServerProcess, scim_client, wait_until, write_token
-from pgserver import PostgresServer, bin_dir
+from conftest import USER, ServerProcess, postgres_bins, scim_client, wait_until, write_token
+from pgserver import PostgresServer
 
 
 @pytest.fixture
 def own_postgres():
-    bins = bin_dir()
-    if bins is None:
-        pytest.skip("PostgreSQL is not installed (see conftest's postgres fixture)")
-    srv = PostgresServer(bins, crash_safe=True, passwords=True).start()
+    srv = PostgresServer(postgres_bins(), crash_safe=True, passwords=True).start()
     yield srv
     srv.stop()
 
