@@ -59,13 +59,20 @@ def images(build: bool = False) -> Images | None:
         if build:
             raise RuntimeError("hack/node/images.sh failed")
         return None
+    refs, archives = image_report(r.stdout)
+    return Images(refs["base"], refs["pause"], refs["app"], archives)
+
+
+def image_report(text: str) -> tuple[dict[str, str], tuple[Path, ...]]:
+    """An images script's report, one `<kind>=<ref> <archive>` a line: refs by kind, and
+    the archives to import."""
     refs, archives = {}, []
-    for line in r.stdout.splitlines():
+    for line in text.splitlines():
         kind, _, rest = line.partition("=")
         ref, _, archive = rest.partition(" ")
         refs[kind] = ref
         archives.append(Path(archive))
-    return Images(refs["base"], refs["pause"], refs["app"], tuple(archives))
+    return refs, tuple(archives)
 
 
 def missing() -> str | None:

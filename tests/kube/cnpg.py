@@ -36,6 +36,7 @@ from pathlib import Path
 
 import psycopg
 import yaml
+from cluster import image_report  # hack/kube, on the path by conftest
 
 from .conftest import ROOT, built, eventually
 
@@ -58,13 +59,8 @@ def images() -> Images:
                        text=True)
     if r.returncode != 0:
         raise RuntimeError("hack/cnpg/images.sh failed")
-    refs, archives = {}, []
-    for line in r.stdout.splitlines():
-        kind, _, rest = line.partition("=")
-        ref, _, archive = rest.partition(" ")
-        refs[kind] = ref
-        archives.append(Path(archive))
-    return Images(refs["operator"], refs["postgresql"], tuple(archives))
+    refs, archives = image_report(r.stdout)
+    return Images(refs["operator"], refs["postgresql"], archives)
 
 
 def manifests(release: Path, images: Images) -> list[dict]:
