@@ -10,7 +10,8 @@ storage and no auth. Each is seeded over HTTP with 10,000 users and 200 groups, 
 - throughput: 8 connections; requests per second
 
 Usage: python bench/bench.py [--seconds 5] [--users 10000] [--backends sqlite postgresql]
-                             [--baseline REF] [--discrepancy ROUNDS] [--json results.json]
+                             [--rounds N] [--baseline REF] [--discrepancy ROUNDS]
+                             [--json results.json]
 Requires wrk (`make bench` installs it) and, for postgresql, Debian's postgresql package.
 """
 
@@ -292,17 +293,24 @@ BACKENDS = ("sqlite", "postgresql")
 OURS = {b: f"joyn-scim {b}" for b in BACKENDS}
 
 
-def start_backend(backend: str, workdir: Path, pg: Cluster | None, database: str) -> Target:
-    """Our server on `backend`: SQLite in a folder of `workdir`, or PostgreSQL in a new
-    database of `pg` owned by a role of its own, as a tenant's is."""
+def start_backend(backend: str, workdir: Path, pg: Cluster | None, database: str,
+                  source: Path = ROOT, name: str = "") -> Target:
+    """Our server (of `source`) on `backend`: SQLite in a folder of `workdir`, or PostgreSQL
+    in a new database of `pg` owned by a role of its own, as a tenant's is."""
+    name = name or OURS[backend]
     if backend == "sqlite":
-        return start_ours(workdir / f"{database}-sqlite", name=OURS[backend])
+        return start_ours(workdir / f"{database}-sqlite", source, name)
     dsn = pg.tenant_database(database)
     # /readyz: the server opens (migrates) the database in the background after it listens.
-    t = start_ours(workdir / f"{database}-postgresql", name=OURS[backend],
+    t = start_ours(workdir / f"{database}-postgresql", source, name,
                    extra_args=("--db", dsn), probe="/readyz")
     t.database = database
     return t
+
+
+def before_name(ref: str, backend: str) -> str:
+    """The name of our server as of the baseline `ref`, on `backend`."""
+    return f"joyn-scim {ref} {backend}"
 
 
 def stop(t: Target) -> None:
@@ -428,6 +436,9 @@ def main() -> int:
     ap.add_argument("--mix", choices=list(MIXES), default="entra",
                     help="the mix workload: entra (4 filters, 3 user PATCHes, 1 POST, 2 GETs) or "
                          "independent (6, 2, 1, 1: the independent run of issue 24)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure each workload this many times, the targets taking turns "
+                         "(each round starts with the next one); the tables give medians")
     ap.add_argument("--warmup", type=int, default=0, metavar="SECONDS",
                     help="before each measurement, a discarded 8-connection run this long")
     ap.add_argument("--discrepancy", type=int, default=0, metavar="ROUNDS",
@@ -459,11 +470,68 @@ def main() -> int:
         return run(args, workloads, tree)
 
 
+def measure(t: Target, key: str, args: argparse.Namespace, workdir: Path, mix: tuple,
+            pg: Cluster | None, profile: Path | None = None) -> dict:
+    """One round of `key` on `t`: the 1-connection latency run, then the 8-connection
+    throughput run with the CPU time it cost (and, `profile`, py-spy recording it)."""
+    if args.warmup:
+        run_wrk(t, key, 8, args.warmup, workdir, mix)
+    if t.database:
+        pg.reset_statements()
+    lat = run_wrk(t, key, 1, args.seconds, workdir, mix)
+    spy = None
+    if profile:
+        spy = subprocess.Popen(
+            ["py-spy", "record", "--pid", str(t.proc.pid), "--rate", "1000", "--duration",
+             str(args.seconds), "--format", "raw", "--nonblocking", "--output", str(profile)],
+            stdout=subprocess.DEVNULL)
+    # CPU time, per request of the 8-connection run: the server's own, and the database's
+    # (PostgreSQL's processes; SQLite's is in the server's).
+    db_pids = pg.pids() if t.database else []
+    cpu = cpu_seconds([t.proc.pid]), cpu_seconds(db_pids)
+    thr = run_wrk(t, key, 8, args.seconds, workdir, mix)
+    cpu = cpu_seconds([t.proc.pid]) - cpu[0], cpu_seconds(db_pids) - cpu[1]
+    if spy:
+        spy.wait()
+    row = {"p50_ms": lat["p50_us"] / 1000, "p99_ms": lat["p99_us"] / 1000,
+           "rps": thr["rps"], "errors": lat["non2xx"] + thr["non2xx"] +
+           lat["socket_errors"] + thr["socket_errors"],
+           "server_cpu_ms": cpu[0] * 1000 / thr["requests"],
+           "db_cpu_ms": cpu[1] * 1000 / thr["requests"]}
+    if t.database:
+        # Every statement the server sent, BEGIN and COMMIT included, over every request of
+        # both runs (a write's BEGIN goes out with its first statement: psycopg's pipeline
+        # mode; statements are not round trips).
+        statements = pg.statements(t.database)
+        requests = lat["requests"] + thr["requests"]
+        row["statements_per_request"] = sum(c for _, c in statements) / requests
+        row["statements"] = [(round(c / requests, 3), " ".join(q.split())[:160])
+                             for q, c in statements[:15]]
+    return row
+
+
+MEDIAN_OF_ROUNDS = ("p50_ms", "p99_ms", "rps", "server_cpu_ms", "db_cpu_ms",
+                    "statements_per_request")
+
+
+def medians(rows: list[dict]) -> dict:
+    """The rounds of one workload on one target as one row: the median of each figure, every
+    round's errors, and each round's throughput (its spread)."""
+    row = dict(rows[len(rows) // 2])
+    for k in MEDIAN_OF_ROUNDS:
+        if k in row:
+            row[k] = statistics.median(r[k] for r in rows)
+    row["errors"] = sum(r["errors"] for r in rows)
+    row["rps_rounds"] = [round(r["rps"]) for r in rows]
+    return row
+
+
 def run(args: argparse.Namespace, workloads: list, baseline: Path | None) -> int:
     mix = MIXES[args.mix]
     results: dict = {"machine": f"{os.cpu_count()} cores", "python": sys.version.split()[0],
                      "users": args.users, "groups": args.groups, "seconds": args.seconds,
-                     "warmup": args.warmup, "mix": args.mix, "backends": args.backends,
+                     "warmup": args.warmup, "rounds": args.rounds, "mix": args.mix,
+                     "backends": args.backends,
                      "results": {}}
     targets: list[Target] = []
     with contextlib.ExitStack() as stack:
@@ -477,9 +545,9 @@ def run(args: argparse.Namespace, workloads: list, baseline: Path | None) -> int
         targets += ours
         theirs = start_scim2_server()
         targets.append(theirs)
-        if baseline:
-            targets.append(start_ours(workdir / "baseline", baseline,
-                                      f"joyn-scim {args.baseline}"))
+        if baseline:  # each backend as of the ref, measured right after this tree's
+            targets += [start_backend(b, workdir, pg, "baseline", baseline,
+                                      before_name(args.baseline, b)) for b in args.backends]
         bare = start_uvicorn("bare ASGI app", "bench.bare_app:app", "/", "")
         targets.append(bare)
         measured = [t for t in targets if t is not bare]
@@ -492,46 +560,22 @@ def run(args: argparse.Namespace, workloads: list, baseline: Path | None) -> int
         results["ceiling_rps"] = ceiling
         print(f"  {'GET, a fixed body':42s} {bare.name:20s} {ceiling:8.0f} req/s", flush=True)
         for key, label in workloads:
+            rounds: dict[str, list[dict]] = {t.name: [] for t in measured}
+            for r in range(args.rounds):
+                # Each round starts with another target: none is always the one measured
+                # right after the machine was busy with another's run.
+                for t in measured[r % len(measured):] + measured[:r % len(measured)]:
+                    row = measure(t, key, args, workdir, mix, pg,
+                                  profile=args.profile if (key == "mix" and r == 0 and
+                                                           t is measured[0]) else None)
+                    rounds[t.name].append(row)
+                    note = (f"  {row['statements_per_request']:.2f} statements/request"
+                            if "statements_per_request" in row else "")
+                    print(f"  {label:42s} {t.name:20s} p50 {row['p50_ms']:7.3f} ms  "
+                          f"p99 {row['p99_ms']:7.3f} ms  {row['rps']:8.0f} req/s  "
+                          f"errors {row['errors']}{note}", flush=True)
             for t in measured:
-                if args.warmup:
-                    run_wrk(t, key, 8, args.warmup, workdir, mix)
-                if t.database:
-                    pg.reset_statements()
-                lat = run_wrk(t, key, 1, args.seconds, workdir, mix)
-                spy = None
-                if args.profile and key == "mix" and t is measured[0]:
-                    spy = subprocess.Popen(
-                        ["py-spy", "record", "--pid", str(t.proc.pid), "--duration",
-                         str(args.seconds), "--format", "raw", "--nonblocking", "--output",
-                         str(args.profile)], stdout=subprocess.DEVNULL)
-                # CPU time, per request of the 8-connection run: the server's own, and the
-                # database's (PostgreSQL's processes; SQLite's is in the server's).
-                db_pids = pg.pids() if t.database else []
-                cpu = cpu_seconds([t.proc.pid]), cpu_seconds(db_pids)
-                thr = run_wrk(t, key, 8, args.seconds, workdir, mix)
-                cpu = cpu_seconds([t.proc.pid]) - cpu[0], cpu_seconds(db_pids) - cpu[1]
-                if spy:
-                    spy.wait()
-                row = results["results"].setdefault(key, {})[t.name] = {
-                    "p50_ms": lat["p50_us"] / 1000, "p99_ms": lat["p99_us"] / 1000,
-                    "rps": thr["rps"], "errors": lat["non2xx"] + thr["non2xx"] +
-                    lat["socket_errors"] + thr["socket_errors"],
-                    "server_cpu_ms": cpu[0] * 1000 / thr["requests"],
-                    "db_cpu_ms": cpu[1] * 1000 / thr["requests"]}
-                note = ""
-                if t.database:
-                    # Every statement the server sent, BEGIN and COMMIT included, over every
-                    # request of both runs (a write's BEGIN goes out with its first statement:
-                    # psycopg's pipeline mode; statements are not round trips).
-                    statements = pg.statements(t.database)
-                    requests = lat["requests"] + thr["requests"]
-                    row["statements_per_request"] = sum(c for _, c in statements) / requests
-                    row["statements"] = [(round(c / requests, 3), " ".join(q.split())[:160])
-                                         for q, c in statements[:15]]
-                    note = f"  {row['statements_per_request']:.2f} statements/request"
-                print(f"  {label:42s} {t.name:20s} p50 {row['p50_ms']:7.3f} ms  "
-                      f"p99 {row['p99_ms']:7.3f} ms  {row['rps']:8.0f} req/s  "
-                      f"errors {row['errors']}{note}", flush=True)
+                results["results"].setdefault(key, {})[t.name] = medians(rounds[t.name])
         for t in targets:
             stop(t)
         if args.large:
@@ -541,7 +585,7 @@ def run(args: argparse.Namespace, workloads: list, baseline: Path | None) -> int
                                                  tuple(args.group_sizes))
 
     report(args, workloads, results, [t.name for t in ours], theirs.name,
-           f"joyn-scim {args.baseline}" if baseline else None)
+           args.baseline if baseline else None)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     errors = sum(v["errors"] for w in results["results"].values() for v in w.values())
@@ -590,11 +634,14 @@ def report(args: argparse.Namespace, workloads: list, results: dict, ours: list[
               (f" | {r[OURS['postgresql']]['db_cpu_ms']:.3f}" if OURS["postgresql"] in ours
                else "") + " |")
     if before:
-        print(f"\n| workload | req/s {before} | req/s {ours[0]} | after / before |\n"
-              "|---|---|---|---|")
+        print("\n| workload | backend | req/s before | req/s after | after / before | CPU ms "
+              "before | CPU ms after |\n|---|---|---|---|---|---|---|")
         for key, label in workloads:
-            a, b = res[key][ours[0]], res[key][before]
-            print(f"| {label} | {b['rps']:.0f} | {a['rps']:.0f} | {a['rps'] / b['rps']:.2f}x |")
+            for backend in args.backends:
+                a, b = res[key][OURS[backend]], res[key][before_name(before, backend)]
+                print(f"| {label} | {backend} | {b['rps']:.0f} | {a['rps']:.0f} | "
+                      f"{a['rps'] / b['rps']:.2f}x | {b['server_cpu_ms']:.3f} | "
+                      f"{a['server_cpu_ms']:.3f} |")
     print(f"\nceiling (a bare ASGI app, a fixed body, same server): {ceiling:.0f} req/s")
     if {"group_patch_big", "group_patch_small"} <= {k for k, _ in workloads}:
         for n in ours:

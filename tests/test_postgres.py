@@ -112,6 +112,43 @@ async def test_concurrent_if_match_writes_let_exactly_one_win(replicas):
     assert (await replicas[1].get(USER_TYPE, u.id)).doc["title"] == won[0].doc["title"]
 
 
+@pytest.mark.parametrize("failure", ["after the lock", "in the write", "in the mutation"])
+async def test_a_write_that_fails_midway_changes_nothing_and_its_connection_serves_the_next(
+        dsn, failure, caplog):
+    # One connection: the next write gets the very one the failed write had, so a
+    # transaction left open or a pipeline left unsynced would show in it (or in the pool's
+    # warning that it had to roll one back).
+    store = PostgresStorage(dsn, events=True, pool_size=1)
+    await store.open()
+    try:
+        a = await store.create(USER_TYPE, {"userName": "a@example.com"}, None)
+        b = await store.create(USER_TYPE, {"userName": "b@example.com"}, None)
+        if failure == "after the lock":  # If-Match refused after the row is locked
+            attempt = store.modify(USER_TYPE, a.id, lambda d: ({**d, "title": "x"}, []),
+                                   '"W/\\"99\\""')
+        elif failure == "in the write":  # a rename onto a taken name: the savepoint's path
+            attempt = store.modify(
+                USER_TYPE, a.id, lambda d: ({**d, "userName": "B@example.com"}, []), None)
+        else:
+            def boom(doc):
+                raise ScimError(400, "refused by the mutation", "invalidValue")
+            attempt = store.modify(USER_TYPE, a.id, boom, None)
+        with pytest.raises(ScimError) as refused:
+            await attempt
+        assert refused.value.status in (400, 409, 412)
+        head = (await store.stream_state()).head
+        renamed = await store.modify(USER_TYPE, b.id,
+                                     lambda d: ({**d, "title": "next"}, []), b.etag)
+        assert renamed.version == 2
+        assert (await store.get(USER_TYPE, a.id)).version == 1  # the failed write left nothing
+        assert (await store.stream_state()).head == head + 1  # and no event
+        async with store.pool.connection() as conn:
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert not [r for r in caplog.records if r.name.startswith("psycopg")], caplog.text
+    finally:
+        await store.close()
+
+
 async def test_concurrent_member_adds_all_land_and_each_is_one_event(replicas):
     group = await replicas[0].create(GROUP_TYPE, {"displayName": "crew"}, [])
     users = [await replicas[n % 2].create(USER_TYPE, {"userName": f"m{n}"}, None)
