@@ -522,3 +522,34 @@ async def test_the_email_index_follows_every_change(store):
     assert [r.id for r in (await found("two@example.com"))[1]] == [u.id]
     await store.replace(USER_TYPE, u.id, {"userName": "mail"}, None, None)
     assert (await found("new@example.com"))[0] == 0
+
+
+@pytest.mark.parametrize("n", [2, 40])  # either side of postgres.py's _PLACEHOLDERS_UP_TO
+async def test_the_email_index_follows_a_user_with_many_addresses(store, n):
+    def addresses(prefix):
+        return [{"value": f"{prefix}{i}@example.com"} for i in range(n)]
+
+    async def found(address):
+        return [r.id for r in (await store.search(
+            USER_TYPE, Query(parse_filter(f'emails.value eq "{address}"'))))[1]]
+
+    u = await user(store, "many", emails=addresses("a"))
+    assert await found(f"A{n - 1}@example.com") == [u.id]
+    await store.modify(USER_TYPE, u.id, lambda d: ({**d, "emails": addresses("b")}, []), None)
+    assert await found(f"a{n - 1}@example.com") == []
+    assert await found(f"b{n - 1}@example.com") == [u.id]
+
+
+@pytest.mark.parametrize("groups", [3, 40])  # either side of postgres.py's _PLACEHOLDERS_UP_TO
+async def test_a_user_in_many_groups_deleted_is_one_event_per_group_in_one_transaction(
+        outbox, groups):
+    u = await user(outbox, "member")
+    made = [await outbox.create(GROUP_TYPE, {"displayName": f"g{i}"}, [{"value": u.id}])
+            for i in range(groups)]
+    head = (await outbox.stream_state()).head
+    await outbox.delete(USER_TYPE, u.id, None)
+    evs = await events(outbox, head)
+    assert [e.seq for e in evs] == list(range(head + 1, head + 2 + groups))
+    assert {e.txn for e in evs} == {head + 1}
+    assert evs[0].record == {"op": "delete", "type": "User", "id": u.id}
+    assert sorted(e.record["id"] for e in evs[1:]) == sorted(g.id for g in made)
