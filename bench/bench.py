@@ -545,7 +545,7 @@ def run(args: argparse.Namespace, workloads: list, baseline: Path | None) -> int
         targets += ours
         theirs = start_scim2_server()
         targets.append(theirs)
-        if baseline:  # each backend as of the ref, measured right after this tree's
+        if baseline:  # each backend as of the ref, in the same rounds as this tree's
             targets += [start_backend(b, workdir, pg, "baseline", baseline,
                                       before_name(args.baseline, b)) for b in args.backends]
         bare = start_uvicorn("bare ASGI app", "bench.bare_app:app", "/", "")
