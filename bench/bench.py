@@ -275,6 +275,13 @@ def wrk_result(script: Path, url: str, connections: int, seconds: int) -> dict:
     return r
 
 
+def figures(lat: dict, thr: dict) -> dict:
+    """A row from a 1-connection run (latency) and an 8-connection run (throughput)."""
+    return {"p50_ms": lat["p50_us"] / 1000, "p99_ms": lat["p99_us"] / 1000, "rps": thr["rps"],
+            "errors": lat["non2xx"] + thr["non2xx"] + lat["socket_errors"] +
+            thr["socket_errors"]}
+
+
 def mix_label(mix: tuple) -> str:
     return "Entra mix (" + ", ".join(f"{w}x {k}" for k, w in mix) + ")"
 
@@ -404,12 +411,8 @@ end""" + LUA_DONE)
             print(f"  {t.name}: groups of {small} and {big} members in "
                   f"{time.perf_counter() - t0:.1f} s", flush=True)
             for key, size in (("group_patch_small", small), ("group_patch_big", big)):
-                lat = run_wrk(t, key, 1, seconds, d)
-                thr = run_wrk(t, key, 8, seconds, d)
-                row = out["groups"][size] = {
-                    "p50_ms": lat["p50_us"] / 1000, "p99_ms": lat["p99_us"] / 1000,
-                    "rps": thr["rps"], "errors": lat["non2xx"] + thr["non2xx"] +
-                    lat["socket_errors"] + thr["socket_errors"]}
+                row = out["groups"][size] = figures(run_wrk(t, key, 1, seconds, d),
+                                                    run_wrk(t, key, 8, seconds, d))
                 print(f"  {t.name:20s} one-member PATCH, {size:6d} members  "
                       f"p50 {row['p50_ms']:7.3f} ms  p99 {row['p99_ms']:7.3f} ms  "
                       f"{row['rps']:8.0f} req/s", flush=True)
@@ -448,8 +451,8 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", choices=[k for k, _ in WORKLOADS],
                     help="run only these workloads")
     ap.add_argument("--baseline", metavar="REF",
-                    help="also run our server (on SQLite) as of this git ref, in the same run "
-                         "(before/after)")
+                    help="also run our server as of this git ref on each of --backends, in the "
+                         "same rounds (before/after)")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--profile", type=Path,
                     help="record our server during the mix's 8-connection run with py-spy (on "
@@ -493,10 +496,7 @@ def measure(t: Target, key: str, args: argparse.Namespace, workdir: Path, mix: t
     cpu = cpu_seconds([t.proc.pid]) - cpu[0], cpu_seconds(db_pids) - cpu[1]
     if spy:
         spy.wait()
-    row = {"p50_ms": lat["p50_us"] / 1000, "p99_ms": lat["p99_us"] / 1000,
-           "rps": thr["rps"], "errors": lat["non2xx"] + thr["non2xx"] +
-           lat["socket_errors"] + thr["socket_errors"],
-           "server_cpu_ms": cpu[0] * 1000 / thr["requests"],
+    row = {**figures(lat, thr), "server_cpu_ms": cpu[0] * 1000 / thr["requests"],
            "db_cpu_ms": cpu[1] * 1000 / thr["requests"]}
     if t.database:
         # Every statement the server sent, BEGIN and COMMIT included, over every request of

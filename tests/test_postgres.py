@@ -137,9 +137,9 @@ async def test_a_write_that_fails_midway_changes_nothing_and_its_connection_serv
             await attempt
         assert refused.value.status in (400, 409, 412)
         head = (await store.stream_state()).head
-        renamed = await store.modify(USER_TYPE, b.id,
-                                     lambda d: ({**d, "title": "next"}, []), b.etag)
-        assert renamed.version == 2
+        following = await store.modify(USER_TYPE, b.id,
+                                       lambda d: ({**d, "title": "next"}, []), b.etag)
+        assert following.version == 2
         assert (await store.get(USER_TYPE, a.id)).version == 1  # the failed write left nothing
         assert (await store.stream_state()).head == head + 1  # and no event
         async with store.pool.connection() as conn:
